@@ -1,0 +1,87 @@
+//! Descriptions of a plugin's configuration fields.
+//!
+//! A plugin reports its fields as JSON ([`crate::PluginMetadata::fields_json`])
+//! in the shape of [`FieldDescription`]. The host builds the suite's
+//! "Destination Field" choices and its checks from them; it keeps no list of
+//! fields of its own.
+
+use serde::{Deserialize, Serialize};
+
+/// The kind of value a field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FieldType {
+    /// Free text.
+    Text,
+    /// A secret (a password): never shown, never logged.
+    Secret,
+    /// An absolute URL.
+    Url,
+    /// One of [`FieldDescription::allowed_values`].
+    Choice,
+    /// A list of items, each with [`FieldDescription::item_fields`].
+    List,
+    /// The name of a destination field: a JSON Pointer into the export
+    /// record, or the label of a later posthandler's field.
+    DestinationField,
+}
+
+/// One configuration field of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldDescription {
+    /// The JSON key in the context, such as `restUrl`.
+    pub key: String,
+    /// The label as the suite shows it, such as `Rest URL`.
+    pub label: String,
+    /// The kind of value.
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    /// Whether the field must be set.
+    #[serde(default)]
+    pub required: bool,
+    /// For [`FieldType::Choice`], the values the field accepts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_values: Vec<String>,
+    /// For [`FieldType::List`], the label of one item, such as
+    /// `Destination System`; the suite numbers items from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_label: Option<String>,
+    /// For [`FieldType::List`], the fields of one item.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub item_fields: Vec<FieldDescription>,
+}
+
+/// Parses [`crate::PluginMetadata::fields_json`].
+pub fn parse(fields_json: &str) -> Result<Vec<FieldDescription>, serde_json::Error> {
+    serde_json::from_str(fields_json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_fields_round_trip_through_json() {
+        let fields = vec![FieldDescription {
+            key: "destinationSystems".into(),
+            label: "Destination Systems".into(),
+            field_type: FieldType::List,
+            required: true,
+            allowed_values: vec![],
+            item_label: Some("Destination System".into()),
+            item_fields: vec![FieldDescription {
+                key: "limitToServertype".into(),
+                label: "Limit to Servertype".into(),
+                field_type: FieldType::Choice,
+                required: true,
+                allowed_values: vec!["dev".into(), "test".into(), "prod".into()],
+                item_label: None,
+                item_fields: vec![],
+            }],
+        }];
+        let json = serde_json::to_string(&fields).unwrap();
+        assert!(json.contains("\"type\":\"list\""));
+        assert_eq!(parse(&json).unwrap(), fields);
+    }
+}
