@@ -194,7 +194,10 @@ impl std::fmt::Debug for FieldWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FieldWrite")
             .field("destination", &self.destination)
-            .field("value_json", &self.value_json.as_ref().map(|_| "[redacted]"))
+            .field(
+                "value_json",
+                &self.value_json.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }

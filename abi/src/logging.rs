@@ -71,7 +71,13 @@ impl log::Log for Bridge {
 /// Safe to call more than once: the first call wins, later ones do nothing,
 /// since all `configure` calls of one host pass the same services.
 pub fn install(host: HostServices, target_prefix: &'static str) {
-    if BRIDGE.set(Bridge { host, target_prefix }).is_ok() {
+    if BRIDGE
+        .set(Bridge {
+            host,
+            target_prefix,
+        })
+        .is_ok()
+    {
         if let Some(bridge) = BRIDGE.get() {
             if log::set_logger(bridge).is_ok() {
                 // The host filters by level; the plugin forwards all of its own.

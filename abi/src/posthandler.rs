@@ -39,4 +39,3 @@ pub trait Posthandler: Send + Sync {
 
 /// A configured posthandler as it crosses the boundary.
 pub type PosthandlerBox = Posthandler_TO<'static, abi_stable::std_types::RBox<()>>;
-

@@ -1,0 +1,270 @@
+//! Runs an export context's chain of posthandlers on export records.
+//!
+//! [`Chain::configure`] takes a context and the loaded plugins, checks every
+//! destination field the plugins' descriptions mark, and configures each
+//! posthandler once. [`Chain::run`] then takes one record through all of
+//! them in order:
+//!
+//! - each posthandler sees the record and the context as the earlier ones of
+//!   this run left them;
+//! - values for destination fields are written by the host, into the record
+//!   or into a later posthandler's settings (see [`crate::destination`]);
+//! - context changes last for this run only: the next record starts from the
+//!   configured context again;
+//! - on the first error the run stops and its partial results are dropped,
+//!   so no half-enriched record leaves the chain.
+
+use crate::context::Context;
+use crate::destination::{self, ChainFields, Target};
+use crate::loader::{Discovery, Plugin};
+use crate::server_type::ServerType;
+use crate::Error;
+use abi_stable::std_types::{RResult, RStr};
+use posthandler_abi::fields::{FieldDescription, FieldType};
+use posthandler_abi::{ConfigureRequest, PosthandlerBox};
+use serde_json::Value;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// One configured posthandler.
+struct Step {
+    index: usize,
+    plugin: Arc<Plugin>,
+    instance: PosthandlerBox,
+}
+
+/// A context's chain, configured and ready for records.
+pub struct Chain {
+    context: Context,
+    steps: Vec<Step>,
+}
+
+/// The outcome of one record's run.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// The enriched record.
+    pub record: Value,
+    /// The context as the chain left it.
+    pub context: Value,
+    /// Name and version of each plugin that ran, in order.
+    pub handled_by: Vec<(String, String)>,
+}
+
+/// [`ChainFields`] over a context and a set of loaded plugins.
+struct Fields<'a> {
+    context: &'a Context,
+    discovery: &'a Discovery,
+}
+
+impl ChainFields for Fields<'_> {
+    fn context(&self) -> &Value {
+        &self.context.value
+    }
+    fn plugin_names(&self) -> &[String] {
+        &self.context.plugins
+    }
+    fn fields_of(&self, name: &str) -> Option<&[FieldDescription]> {
+        self.discovery.active(name).map(|p| p.fields.as_slice())
+    }
+}
+
+impl Chain {
+    /// Configures every posthandler of `context` with the active plugin of
+    /// its name.
+    ///
+    /// # Errors
+    ///
+    /// A chain entry names no loaded plugin, a destination field is not
+    /// usable, or a plugin refuses its configuration. Nothing has been sent
+    /// anywhere when this fails because of a destination field.
+    pub fn configure(
+        context: Context,
+        discovery: &Discovery,
+        server_type: ServerType,
+    ) -> Result<Chain, Error> {
+        let plugins = context
+            .plugins
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                discovery
+                    .active(name)
+                    .cloned()
+                    .ok_or_else(|| Error::MissingPlugin {
+                        index,
+                        name: name.clone(),
+                        hint: format!(" ({})", discovery.summary()),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let fields = Fields {
+            context: &context,
+            discovery,
+        };
+        for (index, plugin) in plugins.iter().enumerate() {
+            check_destinations(&fields, index, plugin)?;
+        }
+
+        let mut steps = Vec::with_capacity(plugins.len());
+        for (index, plugin) in plugins.into_iter().enumerate() {
+            let request = ConfigureRequest {
+                context_json: RStr::from_str(&context.json),
+                plugin_index: index as u32,
+                server_type: RStr::from_str(server_type.as_str()),
+            };
+            let instance = match (plugin.module.configure())(crate::plugin_log::services(), request)
+            {
+                RResult::ROk(instance) => instance,
+                RResult::RErr(error) => {
+                    return Err(Error::Posthandler {
+                        plugin: plugin.name.clone(),
+                        index,
+                        error,
+                    })
+                }
+            };
+            log::debug!(
+                "configured '{}' {} for postProcessorPlugins[{index}] of context '{}'",
+                plugin.name,
+                plugin.version,
+                context.name
+            );
+            steps.push(Step {
+                index,
+                plugin,
+                instance,
+            });
+        }
+        Ok(Chain { context, steps })
+    }
+
+    /// The context the chain was configured with.
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    /// Takes one record (JSON text) through the chain.
+    ///
+    /// # Errors
+    ///
+    /// The record is not a JSON object, a posthandler failed, or one of its
+    /// writes could not be applied. Nothing of the run is kept.
+    pub fn run(&self, record_json: &str) -> Result<RunOutput, Error> {
+        let mut record: Value = serde_json::from_str(record_json)
+            .map_err(|err| Error::Record(format!("not valid JSON ({err})")))?;
+        if !record.is_object() {
+            return Err(Error::Record("must be a JSON object".into()));
+        }
+        // Text of the record and context as the next posthandler sees them;
+        // made again only after a change.
+        let mut record_text = Cow::Borrowed(record_json);
+        let mut context = Cow::Borrowed(&self.context.value);
+        let mut context_text = Cow::Borrowed(self.context.json.as_str());
+        let mut handled_by = Vec::with_capacity(self.steps.len());
+
+        for step in &self.steps {
+            let output = match step
+                .instance
+                .process(RStr::from_str(&record_text), RStr::from_str(&context_text))
+            {
+                RResult::ROk(output) => output,
+                RResult::RErr(error) => {
+                    return Err(Error::Posthandler {
+                        plugin: step.plugin.name.clone(),
+                        index: step.index,
+                        error,
+                    })
+                }
+            };
+            handled_by.push((step.plugin.name.clone(), step.plugin.version.to_string()));
+
+            let refuse = |cause: String| Error::Destination {
+                plugin: step.plugin.name.clone(),
+                index: step.index,
+                cause,
+            };
+            let mut record_changed = false;
+            let mut context_changed = false;
+            if let Some(text) = output.record_json.into_option() {
+                record = serde_json::from_str(&text)
+                    .ok()
+                    .filter(Value::is_object)
+                    .ok_or_else(|| refuse("returned a record that is not a JSON object".into()))?;
+                record_changed = true;
+            }
+            for write in output.writes {
+                let value = match write.value_json.into_option() {
+                    Some(text) => Some(serde_json::from_str(&text).map_err(|_| {
+                        refuse(format!(
+                            "returned a value for '{}' that is not JSON",
+                            write.destination
+                        ))
+                    })?),
+                    None => None,
+                };
+                match destination::resolve(&write.destination, step.index, self).map_err(&refuse)? {
+                    Target::Record(pointer) => {
+                        destination::apply(&mut record, &pointer, value).map_err(&refuse)?;
+                        record_changed = true;
+                    }
+                    Target::Context(pointer) => {
+                        destination::apply(context.to_mut(), &pointer, value).map_err(&refuse)?;
+                        context_changed = true;
+                    }
+                }
+            }
+            if record_changed {
+                record_text = Cow::Owned(record.to_string());
+            }
+            if context_changed {
+                context_text = Cow::Owned(context.to_string());
+            }
+        }
+        Ok(RunOutput {
+            record,
+            context: context.into_owned(),
+            handled_by,
+        })
+    }
+}
+
+impl ChainFields for Chain {
+    fn context(&self) -> &Value {
+        &self.context.value
+    }
+    fn plugin_names(&self) -> &[String] {
+        &self.context.plugins
+    }
+    fn fields_of(&self, name: &str) -> Option<&[FieldDescription]> {
+        self.steps
+            .iter()
+            .find(|s| s.plugin.name == name)
+            .map(|s| s.plugin.fields.as_slice())
+    }
+}
+
+/// Checks every destination field of the entry at `index`: the fields the
+/// plugin describes as [`FieldType::DestinationField`].
+fn check_destinations(chain: &dyn ChainFields, index: usize, plugin: &Plugin) -> Result<(), Error> {
+    let entry = chain
+        .context()
+        .get(crate::context::CHAIN_KEY)
+        .and_then(|c| c.get(index));
+    for field in plugin
+        .fields
+        .iter()
+        .filter(|f| f.field_type == FieldType::DestinationField)
+    {
+        let place = format!("postProcessorPlugins[{index}].{}", field.key);
+        match entry.and_then(|e| e.get(&field.key)) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(dest)) => {
+                destination::resolve(dest, index, chain)
+                    .map_err(|cause| Error::context(&place, cause))?;
+            }
+            Some(_) => return Err(Error::context(place, "must be a string")),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! The export context file: its name and its chain of posthandlers.
+//!
+//! The host reads only what it needs to run the chain (`name` and each
+//! entry's `plugin`); every other key belongs to the plugin that handles the
+//! entry and is checked there.
+
+use crate::Error;
+use serde_json::Value;
+use std::path::Path;
+
+/// The key of the chain in a context.
+pub const CHAIN_KEY: &str = "postProcessorPlugins";
+
+/// A parsed export context.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The context's `name`, for logs (empty when it has none).
+    pub name: String,
+    /// The whole context.
+    pub value: Value,
+    /// `value` as JSON text, made once.
+    pub json: String,
+    /// The plugin name of each chain entry, in order.
+    pub plugins: Vec<String>,
+}
+
+impl Context {
+    /// Reads and parses a context file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            action: "reading the context",
+            source,
+        })?;
+        Self::parse(&text).map_err(|err| match err {
+            Error::Context { place, cause } => Error::Context {
+                place: format!("{}: {place}", path.display()),
+                cause,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses context JSON text.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|err| Error::context("context", format!("not valid JSON ({err})")))?;
+        let Value::Object(top) = &value else {
+            return Err(Error::context("context", "must be a JSON object"));
+        };
+        let name = match top.get("name") {
+            None => String::new(),
+            Some(Value::String(name)) => name.clone(),
+            Some(_) => return Err(Error::context("name", "must be a string")),
+        };
+        let chain = match top.get(CHAIN_KEY) {
+            Some(Value::Array(chain)) => chain,
+            Some(_) => return Err(Error::context(CHAIN_KEY, "must be a list")),
+            None => return Err(Error::context(CHAIN_KEY, "missing")),
+        };
+        let plugins = chain
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| match entry.get("plugin") {
+                Some(Value::String(p)) if !p.trim().is_empty() => Ok(p.clone()),
+                Some(_) => Err(Error::context(
+                    format!("{CHAIN_KEY}[{i}].plugin"),
+                    "must be a plugin name",
+                )),
+                None if !entry.is_object() => Err(Error::context(
+                    format!("{CHAIN_KEY}[{i}]"),
+                    "must be a JSON object",
+                )),
+                None => Err(Error::context(
+                    format!("{CHAIN_KEY}[{i}].plugin"),
+                    "missing",
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let json = value.to_string();
+        Ok(Context {
+            name,
+            value,
+            json,
+            plugins,
+        })
+    }
+
+    /// The chain entry at `index`.
+    pub fn entry(&self, index: usize) -> Option<&Value> {
+        self.value.get(CHAIN_KEY)?.get(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_name_and_chain() {
+        let ctx = Context::parse(
+            r#"{"name":"Products","postProcessorPlugins":[{"plugin":"OAuth 2.0"},{"plugin":"REST"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(ctx.name, "Products");
+        assert_eq!(ctx.plugins, ["OAuth 2.0", "REST"]);
+    }
+
+    #[test]
+    fn errors_name_the_place() {
+        let err = |text| Context::parse(text).unwrap_err().to_string();
+        assert_eq!(err("[]"), "context: must be a JSON object");
+        assert_eq!(err("{}"), "postProcessorPlugins: missing");
+        assert_eq!(
+            err(r#"{"postProcessorPlugins":[{"plugin":"A"},{}]}"#),
+            "postProcessorPlugins[1].plugin: missing"
+        );
+        assert_eq!(
+            err(r#"{"postProcessorPlugins":[{"plugin":3}]}"#),
+            "postProcessorPlugins[0].plugin: must be a plugin name"
+        );
+        assert!(err("{").starts_with("context: not valid JSON"));
+    }
+}

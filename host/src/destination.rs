@@ -1,0 +1,417 @@
+//! Where a posthandler's values go.
+//!
+//! A destination field names either
+//!
+//! - a field of the export record, as a JSON Pointer (RFC 6901) such as
+//!   `/auth/accessToken`; missing objects on the way are created; or
+//! - a field of a *later* posthandler's configuration in the chain, by the
+//!   suite's label form `<owner> | <field label>`, where the owner is a
+//!   plugin name (`REST | Base URL`) or a numbered list item
+//!   (`REST Destination System - 1 | Header Value`). The later posthandler
+//!   then reads the value from its configuration in the same run.
+//!
+//! A label that names the chain itself, or the settings of the writing
+//! posthandler or of one before it, is refused: a posthandler may not
+//! rewrite the configuration that already ran.
+
+use crate::context::CHAIN_KEY;
+use posthandler_abi::fields::{FieldDescription, FieldType};
+use serde_json::Value;
+
+/// The owner label of the chain itself.
+pub const CHAIN_LABEL: &str = "PostProcessorPlugins";
+
+/// A resolved destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A JSON Pointer into the export record.
+    Record(String),
+    /// A JSON Pointer into the export context.
+    Context(String),
+}
+
+/// What [`resolve`] needs to know about the chain.
+pub trait ChainFields {
+    /// The context (for list lengths).
+    fn context(&self) -> &Value;
+    /// The plugin name of each chain entry.
+    fn plugin_names(&self) -> &[String];
+    /// The fields of the plugin named `name`, if it is loaded.
+    fn fields_of(&self, name: &str) -> Option<&[FieldDescription]>;
+}
+
+/// Resolves `destination`, written by the posthandler at `writer`.
+///
+/// # Errors
+///
+/// A message saying why the destination is not usable, without the place
+/// (the caller knows which field held it).
+pub fn resolve(
+    destination: &str,
+    writer: usize,
+    chain: &dyn ChainFields,
+) -> Result<Target, String> {
+    if destination.starts_with('/') {
+        parse_pointer(destination)?;
+        return Ok(Target::Record(destination.to_owned()));
+    }
+    let Some((owner, label)) = destination.split_once(" | ") else {
+        return Err(format!(
+            "'{}' is neither a JSON Pointer (starting with /) nor a field label ('<posthandler> | <field>')",
+            destination.escape_debug()
+        ));
+    };
+    let (owner, label) = (owner.trim(), label.trim());
+    if owner == CHAIN_LABEL {
+        return Err("the chain itself (PostProcessorPlugins) cannot be a destination".into());
+    }
+    let names = chain.plugin_names();
+    for (index, name) in names.iter().enumerate() {
+        let Some(fields) = chain.fields_of(name) else {
+            continue;
+        };
+        let Some(pointer) = field_pointer(chain.context(), index, name, fields, owner, label)?
+        else {
+            continue;
+        };
+        if index <= writer {
+            return Err(format!(
+                "'{}' is a setting of postProcessorPlugins[{index}] ('{name}'), which is not later in the chain than the posthandler writing it",
+                destination.escape_debug()
+            ));
+        }
+        return Ok(Target::Context(pointer));
+    }
+    Err(format!(
+        "'{}' names no field of a posthandler in this chain",
+        destination.escape_debug()
+    ))
+}
+
+/// The pointer to the field `owner | label` of the entry at `index`, if the
+/// entry owns such a field.
+fn field_pointer(
+    context: &Value,
+    index: usize,
+    name: &str,
+    fields: &[FieldDescription],
+    owner: &str,
+    label: &str,
+) -> Result<Option<String>, String> {
+    let entry = format!("/{CHAIN_KEY}/{index}");
+    if owner == name {
+        let Some(field) = fields.iter().find(|f| f.label == label) else {
+            return Ok(None);
+        };
+        if field.field_type == FieldType::List {
+            return Err(format!(
+                "'{owner} | {label}' is a list of settings, not a field a value can be written to"
+            ));
+        }
+        return Ok(Some(format!("{entry}/{}", escape(&field.key))));
+    }
+    let Some(item) = owner
+        .strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix(' '))
+    else {
+        return Ok(None);
+    };
+    let Some((item_label, number)) = item.rsplit_once(" - ") else {
+        return Ok(None);
+    };
+    let Some(list) = fields
+        .iter()
+        .find(|f| f.field_type == FieldType::List && f.item_label.as_deref() == Some(item_label))
+    else {
+        return Ok(None);
+    };
+    let Some(field) = list.item_fields.iter().find(|f| f.label == label) else {
+        return Ok(None);
+    };
+    let number: usize = number
+        .parse()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| format!("'{owner}': item numbers start at 1"))?;
+    let items = context
+        .pointer(&format!("{entry}/{}", escape(&list.key)))
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if number > items {
+        return Err(format!(
+            "'{owner} | {label}': postProcessorPlugins[{index}] has {items} {item_label} item(s)"
+        ));
+    }
+    Ok(Some(format!(
+        "{entry}/{}/{}/{}",
+        escape(&list.key),
+        number - 1,
+        escape(&field.key)
+    )))
+}
+
+/// Splits an RFC 6901 pointer into its unescaped tokens.
+pub fn parse_pointer(pointer: &str) -> Result<Vec<String>, String> {
+    let Some(rest) = pointer.strip_prefix('/') else {
+        return Err(format!(
+            "'{}' is not a JSON Pointer",
+            pointer.escape_debug()
+        ));
+    };
+    rest.split('/')
+        .map(|token| {
+            let mut out = String::with_capacity(token.len());
+            let mut chars = token.chars();
+            while let Some(c) = chars.next() {
+                match (c, c == '~') {
+                    (_, true) => match chars.next() {
+                        Some('0') => out.push('~'),
+                        Some('1') => out.push('/'),
+                        _ => {
+                            return Err(format!(
+                                "'{}': '~' must be followed by 0 or 1 (RFC 6901)",
+                                pointer.escape_debug()
+                            ))
+                        }
+                    },
+                    (c, false) => out.push(c),
+                }
+            }
+            Ok(out)
+        })
+        .collect()
+}
+
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Writes `value` at `pointer` in `doc`, creating missing objects on the
+/// way; `None` removes the field.
+///
+/// # Errors
+///
+/// The pointer is malformed, or passes through a value that is not an
+/// object or array. `doc` may then hold objects created on the way, so
+/// callers apply writes to a copy they drop on error.
+pub fn apply(doc: &mut Value, pointer: &str, value: Option<Value>) -> Result<(), String> {
+    let tokens = parse_pointer(pointer)?;
+    let (last, parents) = tokens.split_last().expect("split always yields a token");
+    let mut here = doc;
+    for (depth, token) in parents.iter().enumerate() {
+        here = match here {
+            Value::Object(map) => {
+                if value.is_none() && !map.contains_key(token) {
+                    return Ok(());
+                }
+                map.entry(token.clone())
+                    .or_insert_with(|| Value::Object(Default::default()))
+            }
+            Value::Array(items) => match token.parse::<usize>().ok().and_then(|i| items.get_mut(i))
+            {
+                Some(item) => item,
+                None if value.is_none() => return Ok(()),
+                None => return Err(no_such_item(pointer, depth)),
+            },
+            _ => return Err(not_a_container(pointer, depth)),
+        };
+    }
+    match (here, value) {
+        (Value::Object(map), Some(value)) => {
+            map.insert(last.clone(), value);
+        }
+        (Value::Object(map), None) => {
+            map.remove(last);
+        }
+        (Value::Array(items), Some(value)) => match last.parse::<usize>() {
+            Ok(i) if i < items.len() => items[i] = value,
+            _ if last == "-" => items.push(value),
+            _ => return Err(no_such_item(pointer, parents.len())),
+        },
+        (Value::Array(items), None) => {
+            if let Ok(i) = last.parse::<usize>() {
+                if i < items.len() {
+                    items.remove(i);
+                }
+            }
+        }
+        (Value::Null, None) => {}
+        _ => return Err(not_a_container(pointer, parents.len())),
+    }
+    Ok(())
+}
+
+fn prefix(pointer: &str, depth: usize) -> &str {
+    let end = pointer
+        .match_indices('/')
+        .nth(depth)
+        .map_or(pointer.len(), |(i, _)| i);
+    &pointer[..end]
+}
+
+fn not_a_container(pointer: &str, depth: usize) -> String {
+    format!(
+        "'{}': '{}' is not an object, so no field can be created in it",
+        pointer.escape_debug(),
+        prefix(pointer, depth).escape_debug()
+    )
+}
+
+fn no_such_item(pointer: &str, depth: usize) -> String {
+    format!(
+        "'{}': '{}' is a list without that item",
+        pointer.escape_debug(),
+        prefix(pointer, depth + 1).escape_debug()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Chain {
+        context: Value,
+        names: Vec<String>,
+        rest: Vec<FieldDescription>,
+        oauth: Vec<FieldDescription>,
+    }
+
+    impl ChainFields for Chain {
+        fn context(&self) -> &Value {
+            &self.context
+        }
+        fn plugin_names(&self) -> &[String] {
+            &self.names
+        }
+        fn fields_of(&self, name: &str) -> Option<&[FieldDescription]> {
+            match name {
+                "REST" => Some(&self.rest),
+                "OAuth 2.0" => Some(&self.oauth),
+                _ => None,
+            }
+        }
+    }
+
+    fn field(key: &str, label: &str, field_type: FieldType) -> FieldDescription {
+        FieldDescription {
+            key: key.into(),
+            label: label.into(),
+            field_type,
+            required: false,
+            allowed_values: vec![],
+            item_label: None,
+            item_fields: vec![],
+        }
+    }
+
+    fn list(key: &str, label: &str, item: &str, fields: Vec<FieldDescription>) -> FieldDescription {
+        FieldDescription {
+            item_label: Some(item.into()),
+            item_fields: fields,
+            ..field(key, label, FieldType::List)
+        }
+    }
+
+    fn chain() -> Chain {
+        Chain {
+            context: json!({"postProcessorPlugins": [
+                {"plugin": "OAuth 2.0", "destinationSystems": [{"restUrl": "x"}]},
+                {"plugin": "REST", "destinationSystems": [{"baseUrl": "y"}]}
+            ]}),
+            names: vec!["OAuth 2.0".into(), "REST".into()],
+            oauth: vec![list(
+                "destinationSystems",
+                "Destination Systems",
+                "Destination System",
+                vec![field("restUrl", "Rest URL", FieldType::Url)],
+            )],
+            rest: vec![
+                field("timeout", "Timeout", FieldType::Text),
+                list(
+                    "destinationSystems",
+                    "Destination Systems",
+                    "Destination System",
+                    vec![field("headerValue", "Header Value", FieldType::Text)],
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn pointers_name_record_fields() {
+        assert_eq!(
+            resolve("/auth/accessToken", 0, &chain()).unwrap(),
+            Target::Record("/auth/accessToken".into())
+        );
+        assert!(resolve("/a~2b", 0, &chain())
+            .unwrap_err()
+            .contains("RFC 6901"));
+    }
+
+    #[test]
+    fn labels_name_later_posthandlers_fields() {
+        let c = chain();
+        assert_eq!(
+            resolve("REST Destination System - 1 | Header Value", 0, &c).unwrap(),
+            Target::Context("/postProcessorPlugins/1/destinationSystems/0/headerValue".into())
+        );
+        assert_eq!(
+            resolve("REST | Timeout", 0, &c).unwrap(),
+            Target::Context("/postProcessorPlugins/1/timeout".into())
+        );
+    }
+
+    #[test]
+    fn refuses_own_settings_the_chain_and_unknown_fields() {
+        let c = chain();
+        let own = resolve("OAuth 2.0 Destination System - 1 | Rest URL", 0, &c).unwrap_err();
+        assert!(own.contains("not later in the chain"), "{own}");
+        let chain_itself =
+            resolve("PostProcessorPlugins | PostProcessorPlugins", 0, &c).unwrap_err();
+        assert!(chain_itself.contains("chain itself"), "{chain_itself}");
+        let whole_list = resolve("REST | Destination Systems", 0, &c).unwrap_err();
+        assert!(whole_list.contains("list of settings"), "{whole_list}");
+        let missing_item =
+            resolve("REST Destination System - 2 | Header Value", 0, &c).unwrap_err();
+        assert!(
+            missing_item.contains("has 1 Destination System item"),
+            "{missing_item}"
+        );
+        let unknown = resolve("REST | Colour", 0, &c).unwrap_err();
+        assert!(unknown.contains("names no field"), "{unknown}");
+        let neither = resolve("auth.token", 0, &c).unwrap_err();
+        assert!(neither.contains("neither a JSON Pointer"), "{neither}");
+    }
+
+    #[test]
+    fn apply_creates_missing_objects_and_removes() {
+        let mut doc = json!({"id": 1});
+        apply(&mut doc, "/auth/accessToken", Some(json!("t"))).unwrap();
+        apply(&mut doc, "/auth/refreshToken", Some(json!("r"))).unwrap();
+        assert_eq!(
+            doc,
+            json!({"id": 1, "auth": {"accessToken": "t", "refreshToken": "r"}})
+        );
+        apply(&mut doc, "/auth/refreshToken", None).unwrap();
+        apply(&mut doc, "/nothing/here", None).unwrap();
+        assert_eq!(doc, json!({"id": 1, "auth": {"accessToken": "t"}}));
+        apply(&mut doc, "/a~1b/c~0d", Some(json!(2))).unwrap();
+        assert_eq!(doc["a/b"]["c~d"], json!(2));
+    }
+
+    #[test]
+    fn apply_refuses_to_write_through_a_scalar() {
+        let mut doc = json!({"id": 1, "list": [1]});
+        let err = apply(&mut doc, "/id/token", Some(json!("t"))).unwrap_err();
+        assert_eq!(
+            err,
+            "'/id/token': '/id' is not an object, so no field can be created in it"
+        );
+        let err = apply(&mut doc, "/list/5/x", Some(json!("t"))).unwrap_err();
+        assert!(
+            err.contains("'/list/5' is a list without that item"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,385 @@
+//! Finds plugin files in a folder and loads them with every check.
+//!
+//! A file travels through these steps; the first that fails refuses it with
+//! a [`LoadError`] naming the file and the cause, and the other files still
+//! load:
+//!
+//! 1. read the whole file once, and hash it (sha256);
+//! 2. [`crate::preflight::check`] the bytes: a complete shared library for
+//!    this machine;
+//! 3. write the same bytes to a private copy with a unique name in the state
+//!    folder, so the operator may overwrite or delete the dropped file at any
+//!    time, and so two versions of one plugin get two independent images
+//!    (the loader hands back the cached image for a path it has seen);
+//! 4. open the copy and check the interface version and the root module's
+//!    layout with abi_stable ([`lib_header_from_path`] and
+//!    `init_root_module`: the per-type cache of `RootModule::load_from_file`
+//!    would return the first plugin for every later file);
+//! 5. read the plugin's metadata and its field descriptions.
+//!
+//! Libraries are never unloaded: strings and trait objects a plugin made
+//! point into its code, so a loaded image stays mapped for the life of the
+//! process.
+
+use crate::preflight;
+use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
+use posthandler_abi::{fields::FieldDescription, PostProcessorPluginRef, INTERFACE_VERSION};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The file name ending of plugin libraries on this platform (`.so` here).
+pub const LIBRARY_SUFFIX: &str = std::env::consts::DLL_SUFFIX;
+
+/// A plugin that passed every check.
+pub struct Plugin {
+    /// The name chain entries use, such as `OAuth 2.0`.
+    pub name: String,
+    /// The plugin's own version.
+    pub version: semver::Version,
+    /// The interface version it was built against.
+    pub interface_version: String,
+    /// One line for listings.
+    pub description: String,
+    /// The file in the plugin folder it came from.
+    pub file: PathBuf,
+    /// The private copy that is actually mapped.
+    pub copy: PathBuf,
+    /// sha256 of the file, in hex.
+    pub sha256: String,
+    /// The plugin's configuration fields.
+    pub fields: Vec<FieldDescription>,
+    /// The root module.
+    pub module: PostProcessorPluginRef,
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("version", &self.version.to_string())
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a file was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read or copied.
+    #[error("{action} failed: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a complete shared library for this machine.
+    #[error("{0}")]
+    NotALibrary(#[from] preflight::PreflightError),
+    /// The operating system's loader refused the file.
+    #[error("the loader refused it: {0}")]
+    Open(String),
+    /// The library exports no posthandler root module.
+    #[error("not a posthandler plugin (it exports no posthandler root module)")]
+    NotAPlugin,
+    /// The plugin was built against an interface version this host cannot
+    /// serve.
+    #[error(
+        "incompatible interface: the plugin was built against interface {plugin}, \
+         this host serves {host_range} (host interface {host})"
+    )]
+    IncompatibleInterface {
+        /// The version the plugin was built against.
+        plugin: String,
+        /// The host's interface version.
+        host: String,
+        /// The versions the host serves, ready to print.
+        host_range: String,
+    },
+    /// abi_stable found a different layout of the root module.
+    #[error("incompatible interface layout (plugin built against interface {plugin}): {detail}")]
+    Layout {
+        /// The version the plugin says it was built against.
+        plugin: String,
+        /// abi_stable's first line.
+        detail: String,
+    },
+    /// The plugin's root module or metadata is unusable.
+    #[error("the plugin failed to start: {0}")]
+    Startup(String),
+}
+
+/// A file that was refused, with its cause.
+#[derive(Debug)]
+pub struct Refused {
+    /// The file in the plugin folder.
+    pub file: PathBuf,
+    /// Why.
+    pub error: LoadError,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plugin file {}: {}", self.file.display(), self.error)
+    }
+}
+
+/// What a load of a whole folder found.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    /// Plugins that loaded, in file name order.
+    pub plugins: Vec<Arc<Plugin>>,
+    /// Files that were refused.
+    pub refused: Vec<Refused>,
+    /// Files that do not look like libraries and were not opened.
+    pub skipped: Vec<PathBuf>,
+}
+
+impl Discovery {
+    /// The plugin that serves `name`: the highest version loaded.
+    pub fn active(&self, name: &str) -> Option<&Arc<Plugin>> {
+        self.plugins
+            .iter()
+            .filter(|p| p.name == name)
+            .max_by(|a, b| a.version.cmp(&b.version))
+    }
+
+    /// A one-line summary of what loaded and what did not, for error hints.
+    pub fn summary(&self) -> String {
+        let loaded: Vec<String> = self
+            .plugins
+            .iter()
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect();
+        let mut out = if loaded.is_empty() {
+            "no plugin loaded".to_owned()
+        } else {
+            format!("loaded: {}", loaded.join(", "))
+        };
+        if !self.refused.is_empty() {
+            out.push_str(&format!("; {} file(s) refused", self.refused.len()));
+        }
+        out
+    }
+}
+
+/// Loads plugin files into private copies under one state folder.
+#[derive(Debug)]
+pub struct Loader {
+    state_dir: PathBuf,
+}
+
+static COPY_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Loader {
+    /// A loader whose private copies go into `state_dir`, which it creates
+    /// and empties.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Result<Self, crate::Error> {
+        let state_dir = state_dir.into();
+        let io = |source| crate::Error::Io {
+            path: state_dir.clone(),
+            action: "preparing the state folder",
+            source,
+        };
+        if state_dir.exists() {
+            std::fs::remove_dir_all(&state_dir).map_err(io)?;
+        }
+        std::fs::create_dir_all(&state_dir).map_err(io)?;
+        Ok(Loader { state_dir })
+    }
+
+    /// The folder private copies go into.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Loads every library file in `dir`, in file name order.
+    ///
+    /// # Errors
+    ///
+    /// Only when the folder itself cannot be read; a bad file is reported in
+    /// [`Discovery::refused`].
+    pub fn load_folder(&self, dir: &Path) -> Result<Discovery, crate::Error> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|source| crate::Error::Io {
+                path: dir.to_path_buf(),
+                action: "reading the plugin folder",
+                source,
+            })?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.is_file())
+            .collect();
+        files.sort();
+
+        let mut discovery = Discovery::default();
+        for file in files {
+            if !is_library_name(&file) {
+                log::debug!("skipping {}: not a {LIBRARY_SUFFIX} file", file.display());
+                discovery.skipped.push(file);
+                continue;
+            }
+            match self.load_file(&file) {
+                Ok(plugin) => {
+                    log::debug!(
+                        "loaded plugin '{}' {} from {}",
+                        plugin.name,
+                        plugin.version,
+                        file.display()
+                    );
+                    discovery.plugins.push(Arc::new(plugin));
+                }
+                Err(error) => discovery.refused.push(Refused { file, error }),
+            }
+        }
+        Ok(discovery)
+    }
+
+    /// Loads one plugin file (see the module documentation for the steps).
+    pub fn load_file(&self, file: &Path) -> Result<Plugin, LoadError> {
+        let io = |action| move |source| LoadError::Io { action, source };
+        let data = std::fs::read(file).map_err(io("reading the file"))?;
+        let sha256 = hex(&Sha256::digest(&data));
+        preflight::check(&data)?;
+
+        let copy = self.state_dir.join(format!(
+            "{}-{}-{}",
+            COPY_COUNTER.fetch_add(1, Ordering::Relaxed),
+            &sha256[..12],
+            file.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("plugin")
+        ));
+        write_new(&copy, &data).map_err(io("making the private copy"))?;
+        drop(data);
+
+        let module = open_module(&copy)?;
+        let metadata = (module.metadata())();
+        let fields = posthandler_abi::fields::parse(&metadata.fields_json).map_err(|err| {
+            LoadError::Startup(format!("its field descriptions are not valid: {err}"))
+        })?;
+        let version = semver::Version::parse(&metadata.version).map_err(|err| {
+            LoadError::Startup(format!(
+                "its version '{}' is not a semantic version: {err}",
+                metadata.version.escape_debug()
+            ))
+        })?;
+        if metadata.name.trim().is_empty() {
+            return Err(LoadError::Startup("it reports an empty name".into()));
+        }
+        Ok(Plugin {
+            name: metadata.name.into_string(),
+            version,
+            interface_version: metadata.interface_version.into_string(),
+            description: metadata.description.into_string(),
+            file: file.to_path_buf(),
+            copy,
+            sha256,
+            fields,
+            module,
+        })
+    }
+}
+
+/// Whether `path` has the platform's library ending.
+pub fn is_library_name(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(LIBRARY_SUFFIX) && !n.starts_with('.'))
+}
+
+/// The interface versions this host serves, for messages.
+pub fn served_interface_range() -> String {
+    let major = INTERFACE_VERSION.split('.').next().unwrap_or("?");
+    let minor = INTERFACE_VERSION.split('.').nth(1).unwrap_or("0");
+    format!("{major}.x from {major}.{minor}")
+}
+
+fn open_module(copy: &Path) -> Result<PostProcessorPluginRef, LoadError> {
+    let header = lib_header_from_path(copy).map_err(|err| match err {
+        LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin,
+        LibraryError::OpenError { err, .. } => LoadError::Open(err.to_string()),
+        other => LoadError::Open(first_line(&other.to_string())),
+    })?;
+    let plugin_interface = header.version_strings().version.to_string();
+    header
+        .init_root_module::<PostProcessorPluginRef>()
+        .map_err(|err| match err {
+            LibraryError::IncompatibleVersionNumber { .. } | LibraryError::ParseVersionError(_) => {
+                LoadError::IncompatibleInterface {
+                    plugin: plugin_interface.clone(),
+                    host: INTERFACE_VERSION.to_owned(),
+                    host_range: served_interface_range(),
+                }
+            }
+            LibraryError::AbiInstability(detail) => LoadError::Layout {
+                plugin: plugin_interface.clone(),
+                detail: first_line(&detail.to_string()),
+            },
+            other => LoadError::Startup(first_line(&other.to_string())),
+        })
+}
+
+/// Only the first non-empty line of abi_stable's multi-line messages.
+fn first_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("unknown error")
+        .to_owned()
+}
+
+fn write_new(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    file.write_all(data)?;
+    file.sync_all()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// The root module name is part of the symbol abi_stable looks up; keeping
+// this reference makes a rename of the trait's constants a compile error here.
+const _: &str = <PostProcessorPluginRef as RootModule>::BASE_NAME;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_library_names_are_candidates() {
+        assert!(is_library_name(Path::new("/p/liboauth.so")));
+        assert!(!is_library_name(Path::new("/p/readme.txt")));
+        assert!(!is_library_name(Path::new("/p/.liboauth.so")));
+    }
+
+    #[test]
+    fn a_text_file_is_refused_with_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("libfake.so");
+        std::fs::write(&file, "not a library").unwrap();
+        let loader = Loader::new(dir.path().join("state")).unwrap();
+        let err = loader.load_file(&file).unwrap_err();
+        assert!(matches!(err, LoadError::NotALibrary(_)), "{err}");
+        assert!(err.to_string().contains("no ELF header"));
+    }
+
+    #[test]
+    fn the_state_folder_is_emptied_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(state.join("stale.so"), "x").unwrap();
+        Loader::new(&state).unwrap();
+        assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0);
+    }
+}

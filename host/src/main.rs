@@ -1,0 +1,234 @@
+//! `posthandler-host`: the command line over the host library.
+//!
+//! Each subcommand is one function; errors of every subcommand go through
+//! [`report`], which prints one line on stderr and picks the exit code.
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use posthandler_host::{
+    chain::Chain, context::Context, loader::Loader, server_type::ServerType, Error, ExitCode,
+};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Runs export contexts' chains of posthandler plugins on export records.
+#[derive(Parser)]
+#[command(version, about, propagate_version = true)]
+struct Cli {
+    /// Log level: error, warn, info, debug or trace (overrides RUST_LOG).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<log::LevelFilter>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a context's posthandlers on one export record and print the
+    /// enriched record.
+    #[command(
+        after_help = "Example:\n  posthandler-host run --server-type test \\\n    --plugins ./plugins --context examples/context.json --record examples/record.json\n\nExit codes: 0 success (also when no destination system matched and the record\npassed through), 2 usage or configuration error, 3 authorization refused by the\nserver, 4 transport failure or invalid server response, 5 plugin failure,\n1 anything else."
+    )]
+    Run(RunArgs),
+    /// List the plugins a load of the folder finds, and why any file was
+    /// refused.
+    #[command(
+        after_help = "Example:\n  posthandler-host plugins --plugins ./plugins\n\nExit codes: 0 every library in the folder loaded, 5 a file was refused,\n1 the folder could not be read."
+    )]
+    Plugins(PluginsArgs),
+}
+
+#[derive(Args)]
+struct PluginDirArgs {
+    /// The plugin folder.
+    #[arg(long, value_name = "DIR", default_value = "./plugins")]
+    plugins: PathBuf,
+
+    /// Where private copies of plugin files are kept [default: a folder of
+    /// this process under the system's temporary folder].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    dir: PluginDirArgs,
+
+    /// The export context (JSON).
+    #[arg(long, value_name = "FILE")]
+    context: PathBuf,
+
+    /// The export record (JSON), or - for standard input.
+    #[arg(long, value_name = "FILE")]
+    record: PathBuf,
+
+    /// Also write the context as the chain left it to this file.
+    #[arg(long, value_name = "FILE")]
+    context_out: Option<PathBuf>,
+
+    /// The server type of this installation: dev, test or prod
+    /// [default: $POSTHANDLER_SERVER_TYPE].
+    #[arg(long, value_name = "TYPE")]
+    server_type: Option<String>,
+}
+
+#[derive(Args)]
+struct PluginsArgs {
+    #[command(flatten)]
+    dir: PluginDirArgs,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.log_level);
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Plugins(args) => plugins(args),
+    };
+    std::process::exit(match result {
+        Ok(code) => code as i32,
+        Err(err) => report(&err) as i32,
+    });
+}
+
+fn init_logging(level: Option<log::LevelFilter>) {
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if let Some(level) = level {
+        builder.filter_level(level);
+    }
+    builder
+        .format_timestamp_millis()
+        .target(env_logger::Target::Stderr)
+        .init();
+}
+
+/// Prints the error chain on one line and returns the exit code.
+fn report(err: &anyhow::Error) -> ExitCode {
+    let code = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<Error>())
+        .map_or(ExitCode::Other, Error::exit_code);
+    eprintln!("error: {err:#}");
+    code
+}
+
+/// The state folder of this process; removed again when the process ends
+/// normally, and emptied by the loader at start in any case.
+fn state_dir(args: &PluginDirArgs) -> PathBuf {
+    args.state_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir()
+            .join("posthandler-host")
+            .join(std::process::id().to_string())
+    })
+}
+
+fn load_plugins(
+    args: &PluginDirArgs,
+) -> anyhow::Result<(Loader, posthandler_host::loader::Discovery)> {
+    let loader = Loader::new(state_dir(args))?;
+    let discovery = loader.load_folder(&args.plugins)?;
+    for refused in &discovery.refused {
+        log::warn!("{refused}");
+    }
+    Ok((loader, discovery))
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let env = std::env::var(posthandler_host::server_type::ENV_VAR).ok();
+    let server_type = ServerType::resolve(args.server_type.as_deref(), env.as_deref())?;
+    let context = Context::load(&args.context)?;
+    let record = read_record(&args.record)?;
+    let (loader, discovery) = load_plugins(&args.dir)?;
+
+    let chain = Chain::configure(context, &discovery, server_type)?;
+    let output = chain.run(&record)?;
+
+    if let Some(path) = &args.context_out {
+        write_json(path, &output.context).context("writing --context-out")?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, &output.record)?;
+    writeln!(stdout)?;
+    stdout.flush()?;
+    cleanup(&loader);
+    Ok(ExitCode::Success)
+}
+
+fn plugins(args: PluginsArgs) -> anyhow::Result<ExitCode> {
+    let (loader, discovery) = load_plugins(&args.dir)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<20} {:<10} {:<10} {:<8} FILE",
+        "NAME", "VERSION", "INTERFACE", "STATUS"
+    )?;
+    for plugin in &discovery.plugins {
+        let active = discovery
+            .active(&plugin.name)
+            .is_some_and(|a| std::sync::Arc::ptr_eq(a, plugin));
+        writeln!(
+            out,
+            "{:<20} {:<10} {:<10} {:<8} {}",
+            plugin.name,
+            plugin.version.to_string(),
+            plugin.interface_version,
+            if active { "active" } else { "loaded" },
+            plugin.file.display()
+        )?;
+    }
+    for refused in &discovery.refused {
+        writeln!(
+            out,
+            "{:<20} {:<10} {:<10} {:<8} {}: {}",
+            "-",
+            "-",
+            "-",
+            "refused",
+            refused.file.display(),
+            refused.error
+        )?;
+    }
+    cleanup(&loader);
+    Ok(if discovery.refused.is_empty() {
+        ExitCode::Success
+    } else {
+        ExitCode::Plugin
+    })
+}
+
+fn read_record(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the record from standard input")?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).map_err(|source| {
+        Error::Io {
+            path: path.to_path_buf(),
+            action: "reading the record",
+            source,
+        }
+        .into()
+    })
+}
+
+/// Writes `value` to `path` through a temporary file and a rename, so a
+/// reader never sees half a file.
+fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp-posthandler");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("{}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
+    Ok(())
+}
+
+/// Removes the private copies. The images stay mapped until the process
+/// exits, which is safe: an unlinked file stays readable while mapped.
+fn cleanup(loader: &Loader) {
+    let _ = std::fs::remove_dir_all(loader.state_dir());
+}
