@@ -151,6 +151,22 @@ impl Chain {
     /// The record is not a JSON object, a posthandler failed, or one of its
     /// writes could not be applied. Nothing of the run is kept.
     pub fn run(&self, record_json: &str) -> Result<RunOutput, Error> {
+        let mut handled_by = Vec::with_capacity(self.steps.len());
+        self.run_traced(record_json, &mut handled_by)
+            .map(|(record, context)| RunOutput {
+                record,
+                context,
+                handled_by,
+            })
+    }
+
+    /// [`Chain::run`], recording in `handled_by` the name and version of each
+    /// plugin that ran, also when the run fails (the failing one is last).
+    pub fn run_traced(
+        &self,
+        record_json: &str,
+        handled_by: &mut Vec<(String, String)>,
+    ) -> Result<(Value, Value), Error> {
         let mut record: Value = serde_json::from_str(record_json)
             .map_err(|err| Error::Record(format!("not valid JSON ({err})")))?;
         if !record.is_object() {
@@ -161,9 +177,9 @@ impl Chain {
         let mut record_text = Cow::Borrowed(record_json);
         let mut context = Cow::Borrowed(&self.context.value);
         let mut context_text = Cow::Borrowed(self.context.json.as_str());
-        let mut handled_by = Vec::with_capacity(self.steps.len());
 
         for step in &self.steps {
+            handled_by.push((step.plugin.name.clone(), step.plugin.version.to_string()));
             let output = match step
                 .instance
                 .process(RStr::from_str(&record_text), RStr::from_str(&context_text))
@@ -177,7 +193,6 @@ impl Chain {
                     })
                 }
             };
-            handled_by.push((step.plugin.name.clone(), step.plugin.version.to_string()));
 
             let refuse = |cause: String| Error::Destination {
                 plugin: step.plugin.name.clone(),
@@ -221,11 +236,33 @@ impl Chain {
                 context_text = Cow::Owned(context.to_string());
             }
         }
-        Ok(RunOutput {
-            record,
-            context: context.into_owned(),
-            handled_by,
-        })
+        Ok((record, context.into_owned()))
+    }
+
+    /// The sum of every posthandler's counters (the `stats.v1` payload);
+    /// plugins that do not answer it count nothing.
+    pub fn stats(&self) -> serde_json::Map<String, Value> {
+        let mut total = serde_json::Map::new();
+        for step in &self.steps {
+            let answer = step.instance.call(
+                RStr::from_str(posthandler_abi::payload::STATS_V1),
+                RStr::from_str("{}"),
+            );
+            let Some(Value::Object(stats)) = answer
+                .into_result()
+                .ok()
+                .and_then(|text| serde_json::from_str(&text).ok())
+            else {
+                continue;
+            };
+            for (key, value) in stats {
+                if let Some(n) = value.as_u64() {
+                    let sum = total.get(&key).and_then(Value::as_u64).unwrap_or(0) + n;
+                    total.insert(key, sum.into());
+                }
+            }
+        }
+        total
     }
 }
 

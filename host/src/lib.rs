@@ -17,6 +17,8 @@
 //! - [`chain`]: configures each posthandler once per context and runs
 //!   records through the chain.
 //! - [`plugin_log`]: the log sink plugins write to.
+//! - [`serve`]: the JSON-lines stream of records, with workers, deadlines
+//!   and ordered output.
 //!
 //! # Log levels
 //!
@@ -34,6 +36,7 @@ pub mod error;
 pub mod loader;
 pub mod plugin_log;
 pub mod preflight;
+pub mod serve;
 pub mod server_type;
 
 pub use error::{Error, ExitCode};

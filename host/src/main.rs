@@ -6,7 +6,12 @@
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use posthandler_host::{
-    chain::Chain, context::Context, loader::Loader, server_type::ServerType, Error, ExitCode,
+    chain::Chain,
+    context::Context,
+    loader::Loader,
+    serve::{ChainSource, ServeOptions},
+    server_type::ServerType,
+    Error, ExitCode,
 };
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -31,6 +36,12 @@ enum Command {
         after_help = "Example:\n  posthandler-host run --server-type test \\\n    --plugins ./plugins --context examples/context.json --record examples/record.json\n\nExit codes: 0 success (also when no destination system matched and the record\npassed through), 2 usage or configuration error, 3 authorization refused by the\nserver, 4 transport failure or invalid server response, 5 plugin failure,\n1 anything else."
     )]
     Run(RunArgs),
+    /// Read export records as JSON lines on stdin and write one result line
+    /// per record on stdout, in input order.
+    #[command(
+        after_help = "Each output line is a JSON object: \"record\" (the enriched record, or the\ninput unchanged when it failed), \"error\" (absent on success, else \"kind\" and\n\"message\") and \"handledBy\" (name and version of each plugin that ran).\n\nExample:\n  tail -f exports.jsonl | posthandler-host serve --server-type prod \\\n    --plugins ./plugins --context context.json > enriched.jsonl\n\nExit codes: 0 every record read has its line (failed ones included), 2 usage or\nconfiguration error, 5 plugin failure at start, 1 anything else."
+    )]
+    Serve(ServeArgs),
     /// List the plugins a load of the folder finds, and why any file was
     /// refused.
     #[command(
@@ -75,6 +86,33 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    dir: PluginDirArgs,
+
+    /// The export context (JSON).
+    #[arg(long, value_name = "FILE")]
+    context: PathBuf,
+
+    /// The server type of this installation: dev, test or prod
+    /// [default: $POSTHANDLER_SERVER_TYPE].
+    #[arg(long, value_name = "TYPE")]
+    server_type: Option<String>,
+
+    /// Records handled at once [default: the number of cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
+
+    /// How long one record may take before it fails with a timeout.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    record_timeout: u64,
+
+    /// The longest input line accepted; a longer one fails alone.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_record_bytes: usize,
+}
+
+#[derive(Args)]
 struct PluginsArgs {
     #[command(flatten)]
     dir: PluginDirArgs,
@@ -85,6 +123,7 @@ fn main() {
     init_logging(cli.log_level);
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Serve(args) => serve(args),
         Command::Plugins(args) => plugins(args),
     };
     std::process::exit(match result {
@@ -136,14 +175,24 @@ fn load_plugins(
     Ok((loader, discovery))
 }
 
-fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+/// The steps `run` and `serve` share: settle the server type, read the
+/// context, load the plugins and configure the chain.
+fn prepare(
+    dir: &PluginDirArgs,
+    context: &Path,
+    server_type: Option<&str>,
+) -> anyhow::Result<(Loader, Chain)> {
     let env = std::env::var(posthandler_host::server_type::ENV_VAR).ok();
-    let server_type = ServerType::resolve(args.server_type.as_deref(), env.as_deref())?;
-    let context = Context::load(&args.context)?;
-    let record = read_record(&args.record)?;
-    let (loader, discovery) = load_plugins(&args.dir)?;
-
+    let server_type = ServerType::resolve(server_type, env.as_deref())?;
+    let context = Context::load(context)?;
+    let (loader, discovery) = load_plugins(dir)?;
     let chain = Chain::configure(context, &discovery, server_type)?;
+    Ok((loader, chain))
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let record = read_record(&args.record)?;
+    let (loader, chain) = prepare(&args.dir, &args.context, args.server_type.as_deref())?;
     let output = chain.run(&record)?;
 
     if let Some(path) = &args.context_out {
@@ -153,6 +202,49 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     serde_json::to_writer_pretty(&mut stdout, &output.record)?;
     writeln!(stdout)?;
     stdout.flush()?;
+    cleanup(&loader);
+    Ok(ExitCode::Success)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let (loader, chain) = prepare(&args.dir, &args.context, args.server_type.as_deref())?;
+    let chain = std::sync::Arc::new(chain);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+    }
+    let options = ServeOptions {
+        workers: args.workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        ),
+        deadline: std::time::Duration::from_secs(args.record_timeout),
+        max_line_bytes: args.max_record_bytes,
+    };
+    log::info!(
+        "serving context '{}' with {} workers",
+        chain.context().name,
+        options.workers
+    );
+    let source: std::sync::Arc<dyn ChainSource> = std::sync::Arc::new(chain.clone());
+    let input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin());
+    let summary = posthandler_host::serve::serve(source, input, std::io::stdout(), &options, stop)
+        .context("writing results to standard output")?;
+    let stats = chain.stats();
+    let count = |key: &str| {
+        stats
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    eprintln!(
+        "summary: records={} failures={} timeouts={} tokenRequests={} cacheHits={}",
+        summary.records,
+        summary.failures,
+        summary.timeouts,
+        count("tokenRequests"),
+        count("cacheHits")
+    );
     cleanup(&loader);
     Ok(ExitCode::Success)
 }
