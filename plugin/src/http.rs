@@ -192,12 +192,12 @@ mod tests {
     fn reads_the_body_of_an_error_status() {
         let (port, server) = serve_once(
             "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n\
-             Content-Length: 25\r\nConnection: close\r\n\r\n{\"error\":\"invalid_client\"}",
+             Content-Length: 26\r\nConnection: close\r\n\r\n{\"error\":\"invalid_client\"}",
         );
         let response = UreqTransport::new().send(&request_to(port)).unwrap();
         assert_eq!(response.status, 401);
         assert_eq!(response.header("content-type"), Some("application/json"));
-        assert_eq!(response.body, br#"{"error":"invalid_client""#);
+        assert_eq!(response.body, br#"{"error":"invalid_client"}"#);
 
         let raw = server.join().unwrap();
         assert!(raw.starts_with("POST /token HTTP/1.1\r\n"), "{raw}");

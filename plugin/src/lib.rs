@@ -16,9 +16,9 @@
 //! record then passes through unchanged. Otherwise each `process` call asks
 //! the token endpoint for a token (one request per call for now; the
 //! [`token::TokenSource`] seam is where a cache will go) and returns one
-//! [`FieldWrite`] per configured destination field. The record itself is
-//! never changed by the plugin; the host applies the writes and resolves
-//! what each destination names.
+//! [`FieldWrite`](posthandler_abi::FieldWrite) per configured destination
+//! field. The record itself is never changed by the plugin; the host applies
+//! the writes and resolves what each destination names.
 //!
 //! # Error messages
 //!
