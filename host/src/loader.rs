@@ -318,7 +318,7 @@ fn open_module(copy: &Path) -> Result<PostProcessorPluginRef, LoadError> {
             }
             LibraryError::AbiInstability(detail) => LoadError::Layout {
                 plugin: plugin_interface.clone(),
-                detail: first_line(&detail.to_string()),
+                detail: layout_causes(&detail.to_string()),
             },
             other => LoadError::Startup(first_line(&other.to_string())),
         })
@@ -331,6 +331,24 @@ fn first_line(text: &str) -> String {
         .find(|l| !l.is_empty())
         .unwrap_or("unknown error")
         .to_owned()
+}
+
+/// The causes in abi_stable's layout report (its `Error:` lines, in order,
+/// without repeats); the report itself runs to hundreds of lines.
+fn layout_causes(report: &str) -> String {
+    let mut causes: Vec<&str> = Vec::new();
+    for line in report.lines() {
+        if let Some((_, cause)) = line.split_once("Error:") {
+            let cause = cause.trim();
+            if !cause.is_empty() && !causes.contains(&cause) {
+                causes.push(cause);
+            }
+        }
+    }
+    if causes.is_empty() {
+        return first_line(report);
+    }
+    causes.join("; ")
 }
 
 fn write_new(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -371,6 +389,16 @@ mod tests {
         let err = loader.load_file(&file).unwrap_err();
         assert!(matches!(err, LoadError::NotALibrary(_)), "{err}");
         assert!(err.to_string().contains("no ELF header"));
+    }
+
+    #[test]
+    fn layout_reports_are_cut_to_their_causes() {
+        let report = "Compared <this>:\n  ...\nError:incompatible type size\n  more\n Error: too many fields\nError:incompatible type size\n";
+        assert_eq!(
+            layout_causes(report),
+            "incompatible type size; too many fields"
+        );
+        assert_eq!(layout_causes("\n something else\n"), "something else");
     }
 
     #[test]
