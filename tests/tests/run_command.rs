@@ -1,0 +1,371 @@
+//! `posthandler-host run` with the real OAuth plugin file against the real
+//! OAuth server (oidc-provider) on 127.0.0.1, and against the scripted
+//! misbehaving server where a real one cannot play the part.
+
+use posthandler_tests::scripted::{Reply, ScriptedServer};
+use posthandler_tests::{
+    artifacts, assert_no_secret, clients, plugin_dir, write_json, Host, OidcServer, Output,
+};
+use serde_json::{json, Value};
+use std::path::Path;
+
+fn system(server_type: &str, url: &str, (id, secret): (&str, &str), auth: &str) -> Value {
+    json!({
+        "limitToServertype": server_type,
+        "restUrl": url,
+        "restUser": id,
+        "restPassword": secret,
+        "grantType": "client_credentials",
+        "scope": "products.write",
+        "clientAuthentication": auth
+    })
+}
+
+fn context(systems: Vec<Value>) -> Value {
+    json!({
+        "name": "Products to shop",
+        "postProcessorPlugins": [{
+            "plugin": "OAuth 2.0",
+            "destinationSystems": systems,
+            "destinationFieldForToken": "/auth/accessToken",
+            "destinationFieldForRefreshToken": "/auth/refreshToken",
+            "destinationFieldForExpires": "/auth/expires"
+        }]
+    })
+}
+
+fn record() -> Value {
+    json!({"exportId": "run-1", "products": [{"sku": "A-1", "name": "Chair"}], "auth": {"refreshToken": "stale"}})
+}
+
+/// Runs `run` with the OAuth plugin on `context` and `record()`.
+fn run(dir: &Path, context: &Value, extra: &[&str]) -> Output {
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
+    let context = write_json(dir, "context.json", context);
+    let record = write_json(dir, "record.json", &record());
+    let mut args = vec![
+        "run".to_owned(),
+        "--plugins".into(),
+        plugins.path().display().to_string(),
+        "--context".into(),
+        context.display().to_string(),
+        "--record".into(),
+        record.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Host::new(args).run()
+}
+
+fn assert_enriched(output: &Output, server: &OidcServer) -> String {
+    assert_eq!(output.code, Some(0), "stderr:\n{}", output.stderr);
+    let record = output.json();
+    assert_eq!(record["exportId"], "run-1");
+    assert_eq!(record["products"], record_products());
+    let token = record["auth"]["accessToken"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    assert_eq!(
+        server.introspect(&token)["active"],
+        true,
+        "the server confirms the token"
+    );
+    // Client credentials gets no refresh token from this server: the stale
+    // value of an earlier run must be gone.
+    assert!(record["auth"].get("refreshToken").is_none(), "{record}");
+    let expires = record["auth"]["expires"].as_str().expect("an expiry");
+    assert!(
+        expires.ends_with('Z') && expires.contains('T'),
+        "RFC 3339 UTC: {expires}"
+    );
+    assert_no_secret(&output.stderr, &token);
+    assert_no_secret(&output.stderr, "header-secret-1");
+    assert_no_secret(&output.stderr, "body-secret-1");
+    token
+}
+
+fn record_products() -> Value {
+    record()["products"].clone()
+}
+
+#[test]
+fn both_client_authentication_methods_get_a_token_the_server_confirms() {
+    let server = OidcServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    for (client, auth) in [(clients::HEADER, "header"), (clients::BODY, "body")] {
+        let ctx = context(vec![system("test", &server.token_url(), client, auth)]);
+        let output = run(dir.path(), &ctx, &["--server-type", "test"]);
+        assert_enriched(&output, &server);
+        let last = server.requests().pop().unwrap();
+        assert_eq!(last["auth"], auth, "the server saw the configured method");
+        assert_eq!(last["client_id"], client.0);
+        assert_eq!(last["grant_type"], "client_credentials");
+        assert_eq!(last["scope"], "products.write");
+    }
+    assert_eq!(server.requests().len(), 2, "one token request per run");
+}
+
+#[test]
+fn credentials_that_need_form_urlencoding_work_with_header() {
+    let server = OidcServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(vec![system(
+        "test",
+        &server.token_url(),
+        clients::ENCODED,
+        "header",
+    )]);
+    let output = run(dir.path(), &ctx, &["--server-type", "test"]);
+    assert_enriched(&output, &server);
+    assert_no_secret(&output.stderr, clients::ENCODED.1);
+}
+
+#[test]
+fn non_ascii_credentials_are_encoded_as_rfc_6749_section_2_3_1_says() {
+    let server = ScriptedServer::start(|_| {
+        Reply::json(
+            200,
+            r#"{"access_token":"scripted-token-1","token_type":"Bearer","expires_in":60}"#,
+        )
+    });
+    let (id, secret) = ("café client:1", "pä%ss +wörd:é");
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(vec![system(
+        "test",
+        &server.token_url(),
+        (id, secret),
+        "header",
+    )]);
+    let output = run(dir.path(), &ctx, &["--server-type", "test"]);
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    assert_eq!(output.json()["auth"]["accessToken"], "scripted-token-1");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(
+        request.basic_credentials(),
+        Some((id.to_owned(), secret.to_owned()))
+    );
+    assert_eq!(
+        request.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(request.header("accept"), Some("application/json"));
+    let form = request.form();
+    assert!(form.contains(&("grant_type".into(), "client_credentials".into())));
+    assert!(
+        !form.iter().any(|(k, _)| k == "client_secret"),
+        "never both methods"
+    );
+    assert_no_secret(&output.stderr, secret);
+    assert_no_secret(&output.stderr, "scripted-token-1");
+}
+
+#[test]
+fn a_wrong_secret_fails_with_the_servers_error_and_no_record() {
+    let server = OidcServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = (clients::HEADER.0, "wrong-secret-canary-42");
+    let ctx = context(vec![system("test", &server.token_url(), wrong, "header")]);
+    let output = run(dir.path(), &ctx, &["--server-type", "test"]);
+    assert_eq!(
+        output.code,
+        Some(3),
+        "authorization refused: {}",
+        output.stderr
+    );
+    assert_eq!(output.stdout, "", "no record on stdout");
+    let error_line = output
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .expect("one error line");
+    assert!(error_line.contains("invalid_client"), "{error_line}");
+    assert!(error_line.contains("401"), "{error_line}");
+    assert_no_secret(&output.stderr, wrong.1);
+    assert_eq!(server.requests().len(), 1, "no second request");
+}
+
+#[test]
+fn only_the_system_of_the_installations_server_type_is_contacted() {
+    let test_server = OidcServer::start(&[]);
+    let prod_server = ScriptedServer::start(|_| Reply::json(500, "{}"));
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(vec![
+        system("prod", &prod_server.token_url(), clients::HEADER, "header"),
+        system("test", &test_server.token_url(), clients::HEADER, "header"),
+    ]);
+
+    let output = run(dir.path(), &ctx, &["--server-type", "test"]);
+    assert_enriched(&output, &test_server);
+    assert_eq!(test_server.requests().len(), 1);
+    assert_eq!(prod_server.requests().len(), 0, "prod never contacted");
+
+    // The environment variable works as the flag does.
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
+    let args = |extra: &[&str]| {
+        let mut args = vec![
+            "run".to_owned(),
+            "--plugins".into(),
+            plugins.path().display().to_string(),
+            "--context".into(),
+            write_json(dir.path(), "c.json", &ctx).display().to_string(),
+            "--record".into(),
+            write_json(dir.path(), "r.json", &record())
+                .display()
+                .to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let output = Host::new(args(&[]))
+        .env("POSTHANDLER_SERVER_TYPE", "test")
+        .run();
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    assert_eq!(test_server.requests().len(), 2);
+
+    // No server type: an error and no request anywhere.
+    let output = Host::new(args(&[])).run();
+    assert_eq!(output.code, Some(2), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("no server type"),
+        "{}",
+        output.stderr
+    );
+    // Flag and environment disagree: refused.
+    let output = Host::new(args(&["--server-type", "test"]))
+        .env("POSTHANDLER_SERVER_TYPE", "prod")
+        .run();
+    assert_eq!(output.code, Some(2), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("refusing to guess"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(test_server.requests().len(), 2);
+    assert_eq!(prod_server.requests().len(), 0);
+}
+
+#[test]
+fn a_record_passes_through_unchanged_when_no_system_matches() {
+    let prod_server = ScriptedServer::start(|_| Reply::json(500, "{}"));
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(vec![system(
+        "prod",
+        &prod_server.token_url(),
+        clients::HEADER,
+        "header",
+    )]);
+    let output = run(dir.path(), &ctx, &["--server-type", "dev"]);
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    assert_eq!(output.json(), record(), "equal as JSON");
+    assert!(
+        output.stderr.contains("no destination system"),
+        "says why:\n{}",
+        output.stderr
+    );
+    assert_eq!(prod_server.requests().len(), 0);
+}
+
+#[test]
+fn two_systems_for_one_server_type_is_a_configuration_error_before_any_request() {
+    let server = ScriptedServer::start(|_| Reply::json(500, "{}"));
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(vec![
+        system("test", &server.token_url(), clients::HEADER, "header"),
+        system("test", &server.token_url(), clients::BODY, "body"),
+    ]);
+    let output = run(dir.path(), &ctx, &["--server-type", "test"]);
+    assert_eq!(output.code, Some(2), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("destinationSystems"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(server.requests().len(), 0);
+}
+
+#[test]
+fn a_token_written_to_a_later_posthandlers_field_reaches_it_in_the_same_run() {
+    let server = OidcServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = json!({
+        "name": "Products to shop",
+        "postProcessorPlugins": [
+            {
+                "plugin": "OAuth 2.0",
+                "destinationSystems": [system("test", &server.token_url(), clients::HEADER, "header")],
+                "destinationFieldForToken": "REST Destination System - 1 | Header Value",
+                "destinationFieldForExpires": "/auth/expires"
+            },
+            {
+                "plugin": "REST",
+                "baseUrl": "http://127.0.0.1:9/products",
+                "destinationSystems": [{"headerName": "Authorization", "headerValue": "unset"}]
+            }
+        ]
+    });
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin, &artifacts().rest_plugin]);
+    let context_out = dir.path().join("context-out.json");
+    let output = Host::new([
+        "run",
+        "--server-type",
+        "test",
+        "--plugins",
+        plugins.path().to_str().unwrap(),
+        "--context",
+        write_json(dir.path(), "c.json", &ctx).to_str().unwrap(),
+        "--record",
+        "-",
+        "--context-out",
+        context_out.to_str().unwrap(),
+    ])
+    .stdin(record().to_string())
+    .run();
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    let out = output.json();
+    let token = out["rest"]["headerValue"]
+        .as_str()
+        .expect("REST saw the token");
+    assert_eq!(server.introspect(token)["active"], true);
+    assert!(
+        out["auth"].get("accessToken").is_none(),
+        "the token goes only where configured"
+    );
+    let context_after: Value =
+        serde_json::from_slice(&std::fs::read(&context_out).unwrap()).unwrap();
+    assert_eq!(
+        context_after["postProcessorPlugins"][1]["destinationSystems"][0]["headerValue"],
+        token
+    );
+}
+
+#[test]
+fn a_destination_in_the_oauth_posthandlers_own_settings_is_refused() {
+    let server = ScriptedServer::start(|_| Reply::json(500, "{}"));
+    let dir = tempfile::tempdir().unwrap();
+    for destination in [
+        "OAuth 2.0 Destination System - 1 | Rest URL",
+        "PostProcessorPlugins | PostProcessorPlugins",
+        "REST Destination System - 1 | Header Value",
+    ] {
+        let mut ctx = context(vec![system(
+            "test",
+            &server.token_url(),
+            clients::HEADER,
+            "header",
+        )]);
+        ctx["postProcessorPlugins"][0]["destinationFieldForToken"] = json!(destination);
+        let output = run(dir.path(), &ctx, &["--server-type", "test"]);
+        assert_eq!(output.code, Some(2), "{destination}: {}", output.stderr);
+        assert!(
+            output
+                .stderr
+                .contains("postProcessorPlugins[0].destinationFieldForToken"),
+            "names the field: {}",
+            output.stderr
+        );
+    }
+    assert_eq!(server.requests().len(), 0);
+}
