@@ -139,6 +139,11 @@ impl Chain {
         Ok(Chain { context, steps })
     }
 
+    /// The plugin of each step, in chain order.
+    pub fn plugins(&self) -> impl Iterator<Item = &Arc<Plugin>> {
+        self.steps.iter().map(|s| &s.plugin)
+    }
+
     /// The context the chain was configured with.
     pub fn context(&self) -> &Context {
         &self.context
@@ -255,12 +260,7 @@ impl Chain {
             else {
                 continue;
             };
-            for (key, value) in stats {
-                if let Some(n) = value.as_u64() {
-                    let sum = total.get(&key).and_then(Value::as_u64).unwrap_or(0) + n;
-                    total.insert(key, sum.into());
-                }
-            }
+            add_counts(&mut total, stats);
         }
         total
     }
@@ -304,4 +304,17 @@ fn check_destinations(chain: &dyn ChainFields, index: usize, plugin: &Plugin) ->
         }
     }
     Ok(())
+}
+
+/// Adds the numeric members of `counts` to those of `total`.
+pub(crate) fn add_counts(
+    total: &mut serde_json::Map<String, Value>,
+    counts: serde_json::Map<String, Value>,
+) {
+    for (key, value) in counts {
+        if let Some(n) = value.as_u64() {
+            let sum = total.get(&key).and_then(Value::as_u64).unwrap_or(0) + n;
+            total.insert(key, sum.into());
+        }
+    }
 }

@@ -14,6 +14,8 @@
 //! - [`context`]: the export context file and its chain entries.
 //! - [`destination`]: where a posthandler's values go (JSON Pointers into the
 //!   record, labels of later posthandlers' fields).
+//! - [`live`]: the plugin folder while `serve` runs: watching, loading new
+//!   versions, swapping the chain new records start on.
 //! - [`chain`]: configures each posthandler once per context and runs
 //!   records through the chain.
 //! - [`plugin_log`]: the log sink plugins write to.
@@ -33,6 +35,7 @@ pub mod chain;
 pub mod context;
 pub mod destination;
 pub mod error;
+pub mod live;
 pub mod loader;
 pub mod plugin_log;
 pub mod preflight;

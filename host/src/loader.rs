@@ -109,6 +109,13 @@ pub enum LoadError {
         /// abi_stable's first line.
         detail: String,
     },
+    /// The operator's allow-list does not hold the file's hash; the file was
+    /// not opened.
+    #[error("not on the allow-list (sha256 {sha256})")]
+    NotAllowed {
+        /// The file's hash, to add to the list if the file is trusted.
+        sha256: String,
+    },
     /// The plugin's root module or metadata is unusable.
     #[error("the plugin failed to start: {0}")]
     Startup(String),
@@ -172,6 +179,7 @@ impl Discovery {
 #[derive(Debug)]
 pub struct Loader {
     state_dir: PathBuf,
+    allowed: Option<std::collections::HashSet<String>>,
 }
 
 static COPY_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -190,7 +198,19 @@ impl Loader {
             std::fs::remove_dir_all(&state_dir).map_err(io)?;
         }
         std::fs::create_dir_all(&state_dir).map_err(io)?;
-        Ok(Loader { state_dir })
+        Ok(Loader {
+            state_dir,
+            allowed: None,
+        })
+    }
+
+    /// Opens only files whose sha256 (lower-case hex) is in `hashes`.
+    ///
+    /// Opening a library runs its code, so an operator who does not trust
+    /// everyone who can write to the plugin folder lists the files they do.
+    pub fn with_allow_list(mut self, hashes: impl IntoIterator<Item = String>) -> Self {
+        self.allowed = Some(hashes.into_iter().map(|h| h.to_ascii_lowercase()).collect());
+        self
     }
 
     /// The folder private copies go into.
@@ -244,6 +264,11 @@ impl Loader {
         let io = |action| move |source| LoadError::Io { action, source };
         let data = std::fs::read(file).map_err(io("reading the file"))?;
         let sha256 = hex(&Sha256::digest(&data));
+        if let Some(allowed) = &self.allowed {
+            if !allowed.contains(&sha256) {
+                return Err(LoadError::NotAllowed { sha256 });
+            }
+        }
         preflight::check(&data)?;
 
         let copy = self.state_dir.join(format!(
@@ -283,6 +308,37 @@ impl Loader {
             module,
         })
     }
+}
+
+/// Reads an allow-list file: one sha256 in hex per line; blank lines and
+/// text after `#` are ignored.
+///
+/// # Errors
+///
+/// The file cannot be read, or a line is not a sha256 in hex.
+pub fn read_allow_list(path: &Path) -> Result<Vec<String>, crate::Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Io {
+        path: path.to_path_buf(),
+        action: "reading the allow-list",
+        source,
+    })?;
+    let mut hashes = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        // `sha256sum` output has the file name after the hash.
+        let hash = entry.split_whitespace().next().unwrap_or("");
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(crate::Error::context(
+                format!("{}:{}", path.display(), number + 1),
+                "not a sha256 in hex",
+            ));
+        }
+        hashes.push(hash.to_ascii_lowercase());
+    }
+    Ok(hashes)
 }
 
 /// Whether `path` has the platform's library ending.
@@ -399,6 +455,34 @@ mod tests {
             "incompatible type size; too many fields"
         );
         assert_eq!(layout_causes("\n something else\n"), "something else");
+    }
+
+    #[test]
+    fn a_file_off_the_allow_list_is_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("libfake.so");
+        // Not even a library: refused before the preflight would say so.
+        std::fs::write(&file, "not a library").unwrap();
+        let loader = Loader::new(dir.path().join("state"))
+            .unwrap()
+            .with_allow_list(["00".repeat(32)]);
+        let err = loader.load_file(&file).unwrap_err();
+        assert!(matches!(err, LoadError::NotAllowed { .. }), "{err}");
+        assert!(err
+            .to_string()
+            .starts_with("not on the allow-list (sha256 "));
+    }
+
+    #[test]
+    fn allow_lists_take_sha256sum_output_and_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("allow.txt");
+        let hash = "ab".repeat(32);
+        std::fs::write(&list, format!("# trusted\n{hash}  liboauth.so\n\n")).unwrap();
+        assert_eq!(read_allow_list(&list).unwrap(), [hash]);
+        std::fs::write(&list, "nothex\n").unwrap();
+        let err = read_allow_list(&list).unwrap_err().to_string();
+        assert!(err.ends_with(":1: not a sha256 in hex"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use posthandler_host::{
     chain::Chain,
+    live::LiveChain,
     context::Context,
     loader::Loader,
     serve::{ChainSource, ServeOptions},
@@ -60,6 +61,11 @@ struct PluginDirArgs {
     /// this process under the system's temporary folder].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+
+    /// Open only plugin files whose sha256 is listed in FILE (one hash per
+    /// line, as `sha256sum` prints them; `#` starts a comment).
+    #[arg(long, value_name = "FILE")]
+    allow_sha256: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -164,10 +170,18 @@ fn state_dir(args: &PluginDirArgs) -> PathBuf {
     })
 }
 
+fn new_loader(args: &PluginDirArgs) -> anyhow::Result<Loader> {
+    let loader = Loader::new(state_dir(args))?;
+    Ok(match &args.allow_sha256 {
+        Some(list) => loader.with_allow_list(posthandler_host::loader::read_allow_list(list)?),
+        None => loader,
+    })
+}
+
 fn load_plugins(
     args: &PluginDirArgs,
 ) -> anyhow::Result<(Loader, posthandler_host::loader::Discovery)> {
-    let loader = Loader::new(state_dir(args))?;
+    let loader = new_loader(args)?;
     let discovery = loader.load_folder(&args.plugins)?;
     for refused in &discovery.refused {
         log::warn!("{refused}");
@@ -207,12 +221,16 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let (loader, chain) = prepare(&args.dir, &args.context, args.server_type.as_deref())?;
-    let chain = std::sync::Arc::new(chain);
+    let env = std::env::var(posthandler_host::server_type::ENV_VAR).ok();
+    let server_type = ServerType::resolve(args.server_type.as_deref(), env.as_deref())?;
+    let context = Context::load(&args.context)?;
+    let live = LiveChain::start(&args.dir.plugins, new_loader(&args.dir)?, context, server_type)?;
+    let live = std::sync::Arc::new(live);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
+    let watcher = live.watch(stop.clone());
     let options = ServeOptions {
         workers: args.workers.map_or_else(
             || std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -221,16 +239,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         deadline: std::time::Duration::from_secs(args.record_timeout),
         max_line_bytes: args.max_record_bytes,
     };
-    log::info!(
-        "serving context '{}' with {} workers",
-        chain.context().name,
-        options.workers
-    );
-    let source: std::sync::Arc<dyn ChainSource> = std::sync::Arc::new(chain.clone());
+    log::info!("serving with {} workers", options.workers);
+    let source: std::sync::Arc<dyn ChainSource> = live.clone();
     let input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin());
-    let summary = posthandler_host::serve::serve(source, input, std::io::stdout(), &options, stop)
-        .context("writing results to standard output")?;
-    let stats = chain.stats();
+    let summary =
+        posthandler_host::serve::serve(source, input, std::io::stdout(), &options, stop.clone())
+            .context("writing results to standard output")?;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = watcher.join();
+    log::info!("plugins at the end: {}; chain swaps: {}", live.resident_summary(), live.swaps());
+    let stats = live.stats();
     let count = |key: &str| {
         stats
             .get(key)
@@ -245,7 +263,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         count("tokenRequests"),
         count("cacheHits")
     );
-    cleanup(&loader);
+    cleanup(live.loader());
     Ok(ExitCode::Success)
 }
 
