@@ -15,6 +15,10 @@
 //! and the stream goes on; the worker it was stuck in is replaced, and its
 //! late result is dropped, so no record ever gets two lines.
 //!
+//! Each record is given the chain of the moment it is dispatched, in input
+//! order: after a hot swap, every later record runs on the new chain and
+//! every earlier one on the old, so the output splits cleanly in two.
+//!
 //! When the stop flag is raised (SIGTERM, Ctrl-C), no further line is read;
 //! the records already read are finished and written, then [`serve`] returns.
 
@@ -80,6 +84,9 @@ enum Line {
 struct Job {
     seq: u64,
     line: Line,
+    /// The chain, taken when the record was dispatched: records take
+    /// chains in input order, so a swap splits the output in two.
+    chain: Result<Arc<Chain>, String>,
 }
 
 struct Done {
@@ -130,12 +137,11 @@ pub fn serve(
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = mpsc::channel::<Done>();
     for _ in 0..workers {
-        spawn_worker(&source, &job_rx, &done_tx, &shared);
+        spawn_worker(&job_rx, &done_tx, &shared);
     }
 
     let writer = {
         let shared = shared.clone();
-        let source = source.clone();
         let job_rx = job_rx.clone();
         let done_tx = done_tx.clone();
         let deadline = options.deadline;
@@ -144,7 +150,7 @@ pub fn serve(
                 // A worker is stuck past the deadline: add one so the
                 // stream keeps its pace.
                 shared.wanted_workers.fetch_add(1, Ordering::SeqCst);
-                spawn_worker(&source, &job_rx, &done_tx, &shared);
+                spawn_worker(&job_rx, &done_tx, &shared);
             })
         })
     };
@@ -165,7 +171,8 @@ pub fn serve(
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         };
-        if job_tx.send(Job { seq, line }).is_err() {
+        let chain = source.current();
+        if job_tx.send(Job { seq, line, chain }).is_err() {
             break;
         }
         seq += 1;
@@ -221,13 +228,8 @@ fn read_lines(mut input: impl BufRead, max: usize, lines: &SyncSender<Line>) {
     }
 }
 
-fn spawn_worker(
-    source: &Arc<dyn ChainSource>,
-    jobs: &Arc<Mutex<Receiver<Job>>>,
-    done: &Sender<Done>,
-    shared: &Arc<Shared>,
-) {
-    let (source, jobs, done, shared) = (source.clone(), jobs.clone(), done.clone(), shared.clone());
+fn spawn_worker(jobs: &Arc<Mutex<Receiver<Job>>>, done: &Sender<Done>, shared: &Arc<Shared>) {
+    let (jobs, done, shared) = (jobs.clone(), done.clone(), shared.clone());
     shared.running_workers.fetch_add(1, Ordering::SeqCst);
     std::thread::spawn(move || {
         loop {
@@ -244,7 +246,7 @@ fn spawn_worker(
                         .lock()
                         .unwrap()
                         .insert(job.seq, (Instant::now(), text.clone()));
-                    handle(&*source, &text)
+                    handle(job.chain, &text)
                 }
                 Line::TooLong(bytes) => failure(
                     Value::Null,
@@ -283,7 +285,7 @@ fn spawn_worker(
 }
 
 /// Runs one record and makes its output line.
-fn handle(source: &dyn ChainSource, text: &str) -> (bool, String) {
+fn handle(chain: Result<Arc<Chain>, String>, text: &str) -> (bool, String) {
     let input: Value = match serde_json::from_str(text) {
         Ok(value) => value,
         Err(err) => {
@@ -295,7 +297,7 @@ fn handle(source: &dyn ChainSource, text: &str) -> (bool, String) {
             )
         }
     };
-    let chain = match source.current() {
+    let chain = match chain {
         Ok(chain) => chain,
         Err(cause) => return failure(input, &[], "plugin", &cause),
     };
