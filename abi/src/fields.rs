@@ -6,12 +6,14 @@
 //! fields of its own.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The kind of value a field holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum FieldType {
     /// Free text.
+    #[default]
     Text,
     /// A secret (a password): never shown, never logged.
     Secret,
@@ -27,7 +29,10 @@ pub enum FieldType {
 }
 
 /// One configuration field of a plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The fields after `item_fields` came later; each is optional in the JSON,
+/// so the descriptions of plugins built before them still parse.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FieldDescription {
     /// The JSON key in the context, such as `restUrl`.
@@ -50,6 +55,22 @@ pub struct FieldDescription {
     /// For [`FieldType::List`], the fields of one item.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub item_fields: Vec<FieldDescription>,
+    /// Other spellings of the key that the suite uses, besides `label`,
+    /// such as `Grant type` for a field labelled `Grand type`. The host
+    /// turns each of them into `key` when it loads a context.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// For [`FieldType::Choice`], the suite's label of an allowed value,
+    /// such as `Client Credentials` for `client_credentials`. The host turns
+    /// a label into its value when it loads a context.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub value_labels: BTreeMap<String, String>,
+    /// What the field means, one sentence, for references and schemas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The value the plugin uses when the field is not set, as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 /// Parses [`crate::PluginMetadata::fields_json`].
@@ -78,10 +99,24 @@ mod tests {
                 allowed_values: vec!["dev".into(), "test".into(), "prod".into()],
                 item_label: None,
                 item_fields: vec![],
+                value_labels: [("dev".into(), "Development".into())].into(),
+                ..Default::default()
             }],
+            ..Default::default()
         }];
         let json = serde_json::to_string(&fields).unwrap();
         assert!(json.contains("\"type\":\"list\""));
         assert_eq!(parse(&json).unwrap(), fields);
+    }
+
+    #[test]
+    fn descriptions_without_the_later_fields_still_parse() {
+        let old = r#"[{"key":"scope","label":"Scope","type":"text"}]"#;
+        let fields = parse(old).unwrap();
+        assert!(fields[0].aliases.is_empty() && fields[0].value_labels.is_empty());
+        assert_eq!(
+            serde_json::to_string(&fields).unwrap(),
+            old.replace("}]", r#","required":false}]"#)
+        );
     }
 }

@@ -302,6 +302,7 @@ mod tests {
             allowed_values: vec![],
             item_label: None,
             item_fields: vec![],
+            ..Default::default()
         }
     }
 

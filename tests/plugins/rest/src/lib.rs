@@ -141,6 +141,7 @@ fn field(key: &str, label: &str, field_type: FieldType) -> FieldDescription {
         allowed_values: Vec::new(),
         item_label: None,
         item_fields: Vec::new(),
+        ..FieldDescription::default()
     }
 }
 
