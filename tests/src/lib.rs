@@ -7,11 +7,16 @@
 //!
 //! - [`artifacts`]: paths of the built files, built once per test binary.
 //! - [`OidcServer`]: the `oidc-provider` server, stopped on drop.
-//! - [`scripted`]: a small token endpoint that misbehaves on purpose.
+//! - [`scripted`]: a small token endpoint that misbehaves on purpose, over
+//!   plain http or TLS.
+//! - [`tls`]: test-only CA and leaf certificates.
+//! - [`proxy`]: a test-only HTTP CONNECT proxy on loopback.
 //! - [`Host`]: one run of `posthandler-host` with captured output.
 //! - [`assert_no_secret`]: the leak check every test applies to its output.
 
+pub mod proxy;
 pub mod scripted;
+pub mod tls;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -63,6 +68,39 @@ pub fn artifacts() -> &'static Artifacts {
             rest_plugin: built.find("posthandler_test_rest", "cdylib"),
         }
     })
+}
+
+/// The OAuth plugin built with the plugin version `version` (the build-time
+/// `POSTHANDLER_PLUGIN_VERSION`), copied to a file of its own.
+///
+/// Builds go to a target folder of their own, so they never replace the
+/// library the other tests use.
+pub fn oauth_plugin_version(version: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = built.iter().find(|(v, _)| v == version) {
+        return path.clone();
+    }
+    let target = root().join("target/plugin-versions");
+    let built_now = cargo_build_with(
+        &[
+            "-p",
+            "posthandler-oauth2",
+            "--target-dir",
+            target.to_str().unwrap(),
+        ],
+        None,
+        &[("POSTHANDLER_PLUGIN_VERSION", version)],
+    );
+    let library = built_now.find("posthandler_oauth2", "cdylib");
+    let copy = target.join(format!(
+        "libposthandler_oauth2_v{}{}",
+        version.replace('.', "_"),
+        std::env::consts::DLL_SUFFIX
+    ));
+    std::fs::copy(&library, &copy).unwrap();
+    built.push((version.to_owned(), copy.clone()));
+    copy
 }
 
 /// Plugins built against other interface versions, from the separate
@@ -132,10 +170,16 @@ impl Built {
 /// Runs `cargo build` with `args` in the workspace (debug profile, as the
 /// tests themselves) and collects its artifact messages.
 pub fn cargo_build(args: &[&str], dir: Option<&Path>) -> Built {
+    cargo_build_with(args, dir, &[])
+}
+
+/// [`cargo_build`] with extra environment variables for the build.
+pub fn cargo_build_with(args: &[&str], dir: Option<&Path>, env: &[(&str, &str)]) -> Built {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .arg("build")
         .args(args)
+        .envs(env.iter().copied())
         .arg("--message-format=json-render-diagnostics")
         .current_dir(dir.unwrap_or(&root()))
         .stderr(Stdio::inherit())
@@ -424,4 +468,156 @@ pub fn write_json(dir: &Path, name: &str, value: &Value) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
     path
+}
+
+/// A running `posthandler-host serve` whose input the test writes and whose
+/// output lines it reads as they come.
+pub struct ServeProcess {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServeProcess {
+    /// Starts `posthandler-host serve ARGS` (see [`Host::new`] for the
+    /// environment).
+    pub fn start<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut child = Command::new(&artifacts().host)
+            .arg("serve")
+            .args(args)
+            .env_remove("POSTHANDLER_SERVER_TYPE")
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the host starts");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stdout = child.stdout.take().unwrap();
+        let reader = {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    let value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("output line is not JSON ({e}): {line}"));
+                    lines.lock().unwrap().push(value);
+                }
+            })
+        };
+        {
+            let stderr_text = stderr.clone();
+            let mut pipe = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    stderr_text
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        ServeProcess {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Writes one record line.
+    pub fn send(&mut self, record: &Value) {
+        let stdin = self.stdin.as_mut().expect("input still open");
+        writeln!(stdin, "{record}").expect("the host reads its input");
+    }
+
+    /// Takes the input pipe, for a writer thread of the test's own.
+    pub fn take_stdin(&mut self) -> std::process::ChildStdin {
+        self.stdin.take().expect("input still open")
+    }
+
+    /// The output lines read so far.
+    pub fn lines(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// How many output lines were read so far.
+    pub fn line_count(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    /// Standard error so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until `done(lines)` holds, at most `timeout`.
+    pub fn wait_for(&self, timeout: Duration, what: &str, done: impl Fn(&[Value]) -> bool) {
+        let start = Instant::now();
+        while !done(&self.lines.lock().unwrap()) {
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting for {what}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Closes the input and waits for the exit code, at most `timeout`.
+    pub fn finish(mut self, timeout: Duration) -> (Option<i32>, Vec<Value>, String) {
+        drop(self.stdin.take());
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!("serve ran past {timeout:?}; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        // Let the stderr thread drain.
+        std::thread::sleep(Duration::from_millis(50));
+        (status.code(), self.lines(), self.stderr())
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The resident set size of process `pid` in KiB (Linux).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
 }
