@@ -16,6 +16,10 @@
 //!   record, labels of later posthandlers' fields).
 //! - [`live`]: the plugin folder while `serve` runs: watching, loading new
 //!   versions, swapping the chain new records start on.
+//! - [`normalize`]: the suite's spellings of keys and values, turned into
+//!   the documented ones when a context is loaded.
+//! - [`secrets`]: `env:` and `file:` references in secret fields.
+//! - [`check`]: every problem of a context at once, without the network.
 //! - [`chain`]: configures each posthandler once per context and runs
 //!   records through the chain.
 //! - [`plugin_log`]: the log sink plugins write to.
@@ -32,13 +36,16 @@
 #![deny(missing_docs)]
 
 pub mod chain;
+pub mod check;
 pub mod context;
 pub mod destination;
 pub mod error;
 pub mod live;
 pub mod loader;
+pub mod normalize;
 pub mod plugin_log;
 pub mod preflight;
+pub mod secrets;
 pub mod serve;
 pub mod server_type;
 

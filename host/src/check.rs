@@ -1,0 +1,787 @@
+//! Checks an export context without touching the network, and reports
+//! every problem at once, each with its place and a plain cause.
+//!
+//! [`check_file`] is what `posthandler-host check` prints, and what `run` and
+//! `serve` apply first through [`settle`]. In order, it:
+//!
+//! 1. reads the file and [normalizes](crate::normalize) the suite's
+//!    spellings into the documented keys;
+//! 2. resolves [secret references](crate::secrets);
+//! 3. checks each entry against the field descriptions its plugin reports:
+//!    required fields, unknown keys (with the likely intended one), string
+//!    and list shapes, choice values, absolute URLs, and destination fields
+//!    as [`destination::resolve`] would take them;
+//! 4. calls the plugin's own `configure` for each server type (`dev`,
+//!    `test`, `prod`), which checks what only the plugin knows (plain http to
+//!    a host other than loopback, two systems for one server type). Plugins
+//!    must not send anything at `configure`; the OAuth 2.0 plugin only builds
+//!    its HTTP client there.
+//!
+//! `configure` stops at the first problem. So that the plugin's problems are
+//! reported all at once too, each place already reported is given a
+//! placeholder value of its field's type in a private copy, and `configure`
+//! is called again, at most [`MAX_PLUGIN_ROUNDS`] times per server type. A
+//! problem the plugin reports at a place the host's own checks already named
+//! is not reported twice.
+//!
+//! With a server type, a plugin instance that answers `stats.v1` with
+//! `"passThrough": true` (no destination system for it) is a warning: the run
+//! would pass records through unchanged.
+
+use crate::context::{Context, CHAIN_KEY};
+use crate::destination::{self, ChainFields};
+use crate::loader::{Discovery, Plugin};
+use crate::normalize;
+use crate::secrets;
+use crate::server_type::ServerType;
+use crate::Error;
+use abi_stable::std_types::{RResult, RStr};
+use posthandler_abi::fields::{FieldDescription, FieldType};
+use posthandler_abi::{ConfigureRequest, ErrorKind, HostServices};
+use serde_json::Value;
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+
+/// How often `configure` is called again per server type after a problem.
+pub const MAX_PLUGIN_ROUNDS: usize = 16;
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The context is not sound; `run` would refuse it.
+    Error,
+    /// `run` would go on, but probably not as meant.
+    Warning,
+}
+
+/// One problem in a context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// How bad it is.
+    pub severity: Severity,
+    /// Where, such as `postProcessorPlugins[0].destinationSystems[1].restUrl`.
+    pub place: String,
+    /// What is wrong there, one line, never with a secret.
+    pub cause: String,
+}
+
+impl Problem {
+    /// An error at `place`.
+    pub fn error(place: impl Into<String>, cause: impl Into<String>) -> Self {
+        Problem {
+            severity: Severity::Error,
+            place: place.into(),
+            cause: cause.into(),
+        }
+    }
+
+    /// A warning at `place`.
+    pub fn warning(place: impl Into<String>, cause: impl Into<String>) -> Self {
+        Problem {
+            severity: Severity::Warning,
+            ..Problem::error(place, cause)
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    /// `error: <place>: <cause>` or `warning: <place>: <cause>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{severity}: {}: {}", self.place, self.cause)
+    }
+}
+
+/// The outcome of [`check_file`].
+#[derive(Debug)]
+pub struct Report {
+    /// The context, normalized and with its secrets resolved.
+    pub context: Context,
+    /// Every problem found, in the order of the context.
+    pub problems: Vec<Problem>,
+    /// Chain entries whose plugin is not loaded (also among `problems`).
+    pub missing: Vec<Error>,
+}
+
+impl Report {
+    /// Whether the context is sound: no problem of severity error.
+    pub fn is_sound(&self) -> bool {
+        self.problems
+            .iter()
+            .all(|p| p.severity == Severity::Warning)
+    }
+}
+
+/// Reads, normalizes and checks the context file at `path` against the
+/// plugins of `discovery`.
+///
+/// # Errors
+///
+/// The file cannot be read, is not JSON, or has no usable chain: nothing
+/// else can be checked then.
+pub fn check_file(
+    path: &Path,
+    discovery: &Discovery,
+    server_type: Option<ServerType>,
+) -> Result<Report, Error> {
+    let in_file = |err: Error| match err {
+        Error::Context { place, cause } => Error::Context {
+            place: format!("{}: {place}", path.display()),
+            cause,
+        },
+        other => other,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        action: "reading the context",
+        source,
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    check_text(&text, base, discovery, server_type).map_err(in_file)
+}
+
+/// [`check_file`] on context text; `base` is the folder `file:` references
+/// are relative to.
+///
+/// # Errors
+///
+/// As [`check_file`].
+pub fn check_text(
+    text: &str,
+    base: &Path,
+    discovery: &Discovery,
+    server_type: Option<ServerType>,
+) -> Result<Report, Error> {
+    let mut problems = Vec::new();
+    let mut value: Value = serde_json::from_str(text).map_err(|err| Error::Context {
+        place: "context".into(),
+        cause: format!("not valid JSON ({err})"),
+    })?;
+    normalize::normalize_top(&mut value, &mut problems);
+    let names = Context::parse(&value.to_string())?.plugins;
+
+    let mut missing = Vec::new();
+    let mut plugins = Vec::with_capacity(names.len());
+    for (index, name) in names.iter().enumerate() {
+        let plugin = discovery.active(name).cloned();
+        if plugin.is_none() {
+            let err = Error::MissingPlugin {
+                index,
+                name: name.clone(),
+                hint: format!(" ({})", discovery.summary()),
+            };
+            let (place, cause) = split_message(&err.to_string());
+            problems.push(Problem::error(place, cause));
+            missing.push(err);
+        }
+        plugins.push(plugin);
+    }
+
+    for (index, plugin) in plugins.iter().enumerate() {
+        let Some(plugin) = plugin else { continue };
+        let place = entry_place(index);
+        let entry = &mut value[CHAIN_KEY][index];
+        normalize::normalize_object(entry, &plugin.fields, &place, &mut problems);
+        secrets::resolve_object(entry, &plugin.fields, &place, base, &mut problems);
+    }
+
+    let view = View {
+        context: &value,
+        names: &names,
+        discovery,
+    };
+    for (index, plugin) in plugins.iter().enumerate() {
+        let Some(plugin) = plugin else { continue };
+        // A plugin that describes no field has made no promise to check.
+        if plugin.fields.is_empty() {
+            continue;
+        }
+        let entry = &value[CHAIN_KEY][index];
+        let mut found = Vec::new();
+        check_object(
+            entry,
+            &plugin.fields,
+            &entry_place(index),
+            true,
+            &mut |field, place, text| check_destination(field, place, text, index, &view),
+            &mut found,
+        );
+        problems.extend(found);
+    }
+
+    for (index, plugin) in plugins.iter().enumerate() {
+        let Some(plugin) = plugin else { continue };
+        let found = plugin_checks(&value, index, plugin, server_type, &problems);
+        problems.extend(found);
+    }
+
+    let context = Context::parse(&value.to_string())?;
+    Ok(Report {
+        context,
+        problems,
+        missing,
+    })
+}
+
+/// What `run` and `serve` do first: [`check_file`], warnings logged, and
+/// any error refused.
+///
+/// # Errors
+///
+/// A chain entry names no loaded plugin ([`Error::MissingPlugin`], the
+/// first one), or the context has problems: one [`Error::Context`] whose
+/// text lists them all, `place: cause; place: cause`.
+pub fn settle(
+    path: &Path,
+    discovery: &Discovery,
+    server_type: ServerType,
+) -> Result<Context, Error> {
+    let report = check_file(path, discovery, Some(server_type))?;
+    if let Some(missing) = report.missing.into_iter().next() {
+        return Err(missing);
+    }
+    let mut errors = Vec::new();
+    for problem in report.problems {
+        match problem.severity {
+            Severity::Warning => log::warn!("{}: {}", problem.place, problem.cause),
+            Severity::Error => errors.push(problem),
+        }
+    }
+    let Some(first) = errors.first() else {
+        return Ok(report.context);
+    };
+    let mut cause = first.cause.clone();
+    for more in &errors[1..] {
+        cause.push_str(&format!("; {}: {}", more.place, more.cause));
+    }
+    Err(Error::Context {
+        place: first.place.clone(),
+        cause,
+    })
+}
+
+fn entry_place(index: usize) -> String {
+    format!("{CHAIN_KEY}[{index}]")
+}
+
+/// `place: cause` split at the first `: `.
+fn split_message(message: &str) -> (String, String) {
+    match message.split_once(": ") {
+        Some((place, cause)) => (place.to_owned(), cause.to_owned()),
+        None => (String::new(), message.to_owned()),
+    }
+}
+
+/// [`ChainFields`] over a context being checked.
+struct View<'a> {
+    context: &'a Value,
+    names: &'a [String],
+    discovery: &'a Discovery,
+}
+
+impl ChainFields for View<'_> {
+    fn context(&self) -> &Value {
+        self.context
+    }
+    fn plugin_names(&self) -> &[String] {
+        self.names
+    }
+    fn fields_of(&self, name: &str) -> Option<&[FieldDescription]> {
+        self.discovery.active(name).map(|p| p.fields.as_slice())
+    }
+}
+
+fn check_destination(
+    field: &FieldDescription,
+    place: &str,
+    text: &str,
+    writer: usize,
+    chain: &dyn ChainFields,
+) -> Option<Problem> {
+    if field.field_type != FieldType::DestinationField {
+        return None;
+    }
+    destination::resolve(text, writer, chain)
+        .err()
+        .map(|cause| Problem::error(place, cause))
+}
+
+/// The checks that follow from the descriptions alone, on one object.
+fn check_object(
+    object: &Value,
+    fields: &[FieldDescription],
+    place: &str,
+    is_entry: bool,
+    destination: &mut dyn FnMut(&FieldDescription, &str, &str) -> Option<Problem>,
+    problems: &mut Vec<Problem>,
+) {
+    let Value::Object(map) = object else {
+        problems.push(Problem::error(place, "must be a JSON object"));
+        return;
+    };
+    for key in map.keys() {
+        if (is_entry && key == "plugin") || fields.iter().any(|f| &f.key == key) {
+            continue;
+        }
+        let shown: String = key.chars().take(60).collect::<String>();
+        problems.push(Problem::error(
+            format!("{place}.{}", shown.escape_debug()),
+            unknown_key_cause(key, fields),
+        ));
+    }
+    for field in fields {
+        let at = format!("{place}.{}", field.key);
+        let value = match map.get(&field.key) {
+            None | Some(Value::Null) => {
+                if field.required {
+                    problems.push(Problem::error(at, "missing"));
+                }
+                continue;
+            }
+            Some(value) => value,
+        };
+        if field.field_type == FieldType::List {
+            let Value::Array(items) = value else {
+                problems.push(Problem::error(at, "must be a list"));
+                continue;
+            };
+            if items.is_empty() && field.required {
+                let item = field.item_label.as_deref().unwrap_or("item");
+                problems.push(Problem::error(
+                    &at,
+                    format!("must not be empty (add at least one {item})"),
+                ));
+            }
+            for (i, item) in items.iter().enumerate() {
+                let item_place = format!("{at}[{i}]");
+                check_object(
+                    item,
+                    &field.item_fields,
+                    &item_place,
+                    false,
+                    destination,
+                    problems,
+                );
+            }
+            continue;
+        }
+        let Value::String(text) = value else {
+            problems.push(Problem::error(at, "must be a string"));
+            continue;
+        };
+        if text.trim().is_empty() {
+            if field.required {
+                problems.push(Problem::error(at, "must not be empty"));
+            }
+            continue;
+        }
+        let problem = match field.field_type {
+            FieldType::Choice => check_choice(field, text).map(|c| Problem::error(&at, c)),
+            FieldType::Url if !is_absolute_url(text) => Some(Problem::error(
+                &at,
+                "not an absolute URL (it needs a scheme and a host, such as \
+                 https://auth.example.com/token)",
+            )),
+            _ => destination(field, &at, text),
+        };
+        problems.extend(problem);
+    }
+}
+
+fn check_choice(field: &FieldDescription, value: &str) -> Option<String> {
+    if field.allowed_values.iter().any(|v| v == value) {
+        return None;
+    }
+    let mut cause = format!(
+        "'{}' is not one of {}",
+        value.chars().take(60).collect::<String>().escape_debug(),
+        field.allowed_values.join(", ")
+    );
+    if !field.value_labels.is_empty() {
+        let labels: Vec<String> = field
+            .value_labels
+            .values()
+            .map(|l| format!("'{l}'"))
+            .collect();
+        cause.push_str(&format!(" (or the suite's {})", labels.join(", ")));
+    }
+    Some(cause)
+}
+
+fn unknown_key_cause(key: &str, fields: &[FieldDescription]) -> String {
+    let lower = key.to_lowercase();
+    let lower = lower.as_str();
+    let best = fields
+        .iter()
+        .flat_map(|f| {
+            std::iter::once(f.key.as_str())
+                .chain(std::iter::once(f.label.as_str()))
+                .chain(f.aliases.iter().map(String::as_str))
+                .map(move |spelling| (edit_distance(lower, &spelling.to_lowercase()), f))
+        })
+        .min_by_key(|(distance, _)| *distance);
+    match best {
+        Some((distance, field)) if distance <= (key.chars().count() / 3).max(2) => {
+            format!("unknown key (did you mean '{}'?)", field.key)
+        }
+        _ => {
+            let keys: Vec<&str> = fields.iter().map(|f| f.key.as_str()).collect();
+            format!("unknown key (known keys: {})", keys.join(", "))
+        }
+    }
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// `scheme://host...` with an RFC 3986 scheme and a non-empty authority.
+fn is_absolute_url(text: &str) -> bool {
+    let text = text.trim();
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    scheme_ok && !host.is_empty() && !host.starts_with(':')
+}
+
+thread_local! {
+    /// Set while the checks call a plugin's `configure`: what the plugin
+    /// logs then is about a probe, not about the run, and goes to trace.
+    static PROBING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The host's services, with a log sink that demotes records to trace while
+/// [`PROBING`] is set.
+///
+/// A plugin keeps the first services it is given as its log sink; the checks
+/// run before the chain is configured, so these are the ones it keeps. Out of
+/// a probe they log exactly as [`crate::plugin_log::services`] do.
+fn probe_services() -> HostServices {
+    HostServices {
+        log: probe_log,
+        ..crate::plugin_log::services()
+    }
+}
+
+extern "C" fn probe_log(level: u8, target: RStr<'_>, message: RStr<'_>) {
+    let level = if PROBING.with(Cell::get) { 5 } else { level };
+    (crate::plugin_log::services().log)(level, target, message);
+}
+
+/// The plugin's own checks on entry `index`, by calling its `configure` for
+/// every server type.
+fn plugin_checks(
+    context: &Value,
+    index: usize,
+    plugin: &Plugin,
+    server_type: Option<ServerType>,
+    known: &[Problem],
+) -> Vec<Problem> {
+    let entry_prefix = entry_place(index);
+    let known_places: HashSet<&str> = known.iter().map(|p| p.place.as_str()).collect();
+    let mut work = context.clone();
+    for problem in known {
+        if let Some(path) = problem.place.strip_prefix(&entry_prefix) {
+            repair(&mut work[CHAIN_KEY][index], &plugin.fields, path);
+        }
+    }
+
+    let mut found: Vec<Problem> = Vec::new();
+    for probe in [ServerType::Dev, ServerType::Test, ServerType::Prod] {
+        let mut context = work.clone();
+        let mut repaired = HashSet::new();
+        for _ in 0..MAX_PLUGIN_ROUNDS {
+            let json = context.to_string();
+            let request = ConfigureRequest {
+                context_json: RStr::from_str(&json),
+                plugin_index: index as u32,
+                server_type: RStr::from_str(probe.as_str()),
+            };
+            PROBING.with(|p| p.set(true));
+            let result = (plugin.module.configure())(probe_services(), request);
+            PROBING.with(|p| p.set(false));
+            let error = match result {
+                RResult::ROk(instance) => {
+                    if server_type == Some(probe) && passes_through(&instance) {
+                        found.push(Problem::warning(
+                            &entry_prefix,
+                            format!(
+                                "'{}' has nothing to do on server type '{}' (no destination \
+                                 system is limited to it), so the run passes records through \
+                                 unchanged",
+                                plugin.name,
+                                probe.as_str()
+                            ),
+                        ));
+                    }
+                    break;
+                }
+                RResult::RErr(error) => error,
+            };
+            let (place, cause) = match error.kind() {
+                ErrorKind::Configuration => split_message(error.message.as_str()),
+                _ => (
+                    entry_prefix.clone(),
+                    format!(
+                        "'{}' failed at configure: {}",
+                        plugin.name,
+                        error.message.as_str()
+                    ),
+                ),
+            };
+            let problem = Problem::error(&place, cause);
+            if !known_places.contains(place.as_str()) && !found.contains(&problem) {
+                found.push(problem);
+            }
+            let Some(path) = place.strip_prefix(&entry_prefix) else {
+                break;
+            };
+            if !repaired.insert(place.clone())
+                || !repair(&mut context[CHAIN_KEY][index], &plugin.fields, path)
+            {
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// Whether a configured instance says it passes every record through.
+fn passes_through(instance: &posthandler_abi::PosthandlerBox) -> bool {
+    let answer = instance.call(
+        RStr::from_str(posthandler_abi::payload::STATS_V1),
+        RStr::from_str("{}"),
+    );
+    answer
+        .into_result()
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|stats| stats.get("passThrough").and_then(Value::as_bool))
+        .unwrap_or(false)
+}
+
+/// Gives the field at `path` (such as `.destinationSystems[1].restUrl`,
+/// below an entry) a placeholder of its type, or removes a key no field
+/// describes. Returns whether anything could be repaired.
+fn repair(entry: &mut Value, fields: &[FieldDescription], path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('.') else {
+        return false;
+    };
+    let (segment, tail) = match rest.find(['.', '[']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let Value::Object(map) = entry else {
+        return false;
+    };
+    let Some(field) = fields.iter().find(|f| f.key == segment) else {
+        return map.remove(segment).is_some();
+    };
+    if let Some(after) = tail.strip_prefix('[') {
+        let Some((number, tail)) = after.split_once(']') else {
+            return false;
+        };
+        let item = number
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| map.get_mut(&field.key)?.get_mut(i));
+        return match item {
+            Some(item) => repair(item, &field.item_fields, tail),
+            None => false,
+        };
+    }
+    if !tail.is_empty() {
+        return false;
+    }
+    let placeholder = match field.field_type {
+        FieldType::Text | FieldType::Secret => Value::from("placeholder"),
+        FieldType::Url => Value::from("https://placeholder.invalid/"),
+        FieldType::Choice => match field.allowed_values.first() {
+            Some(value) => Value::from(value.as_str()),
+            None => return false,
+        },
+        FieldType::DestinationField if !field.required => {
+            return map.remove(&field.key).is_some();
+        }
+        FieldType::DestinationField => Value::from("/placeholder"),
+        FieldType::List => return false,
+    };
+    map.insert(field.key.clone(), placeholder);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn system_fields() -> Vec<FieldDescription> {
+        vec![
+            FieldDescription {
+                key: "restUrl".into(),
+                label: "Rest URL".into(),
+                field_type: FieldType::Url,
+                required: true,
+                ..Default::default()
+            },
+            FieldDescription {
+                key: "restPassword".into(),
+                label: "Rest Password".into(),
+                field_type: FieldType::Secret,
+                required: true,
+                ..Default::default()
+            },
+            FieldDescription {
+                key: "clientAuthentication".into(),
+                label: "Client Authentication".into(),
+                field_type: FieldType::Choice,
+                allowed_values: vec!["header".into(), "body".into()],
+                ..Default::default()
+            },
+        ]
+    }
+
+    fn fields() -> Vec<FieldDescription> {
+        vec![FieldDescription {
+            key: "destinationSystems".into(),
+            label: "Destination Systems".into(),
+            field_type: FieldType::List,
+            required: true,
+            item_label: Some("Destination System".into()),
+            item_fields: system_fields(),
+            ..Default::default()
+        }]
+    }
+
+    fn problems_of(entry: Value) -> Vec<String> {
+        let mut problems = vec![];
+        check_object(
+            &entry,
+            &fields(),
+            "p[0]",
+            true,
+            &mut |_, _, _| None,
+            &mut problems,
+        );
+        problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn every_problem_of_an_entry_is_reported_with_its_place() {
+        let problems = problems_of(json!({
+            "plugin": "OAuth 2.0",
+            "destinationSystems": [
+                {"restUrl": "/token", "restPasword": "x", "clientAuthentication": "both"},
+                {"restUrl": 3, "restPassword": ""}
+            ]
+        }));
+        assert_eq!(
+            problems,
+            [
+                "error: p[0].destinationSystems[0].restPasword: unknown key (did you mean 'restPassword'?)",
+                "error: p[0].destinationSystems[0].restUrl: not an absolute URL (it needs a scheme and a host, such as https://auth.example.com/token)",
+                "error: p[0].destinationSystems[0].restPassword: missing",
+                "error: p[0].destinationSystems[0].clientAuthentication: 'both' is not one of header, body",
+                "error: p[0].destinationSystems[1].restUrl: must be a string",
+                "error: p[0].destinationSystems[1].restPassword: must not be empty",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_far_off_key_lists_the_known_ones() {
+        let problems = problems_of(json!({"destinationSystems": [], "colour": 1}));
+        assert_eq!(
+            problems,
+            [
+                "error: p[0].colour: unknown key (known keys: destinationSystems)",
+                "error: p[0].destinationSystems: must not be empty (add at least one Destination System)",
+            ]
+        );
+    }
+
+    #[test]
+    fn absolute_urls_need_a_scheme_and_a_host() {
+        for ok in [
+            "https://a.example/t",
+            "http://127.0.0.1:9/t",
+            "https://u@h/",
+        ] {
+            assert!(is_absolute_url(ok), "{ok}");
+        }
+        for bad in [
+            "/token",
+            "a.example/t",
+            "https:///t",
+            "1http://a/",
+            "http://:80/",
+        ] {
+            assert!(!is_absolute_url(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("restpasword", "restpassword"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn repair_gives_placeholders_and_drops_unknown_keys() {
+        let mut entry = json!({"destinationSystems": [{"restUrl": "x", "oops": 1}]});
+        assert!(repair(
+            &mut entry,
+            &fields(),
+            ".destinationSystems[0].restUrl"
+        ));
+        assert!(repair(&mut entry, &fields(), ".destinationSystems[0].oops"));
+        assert!(repair(
+            &mut entry,
+            &fields(),
+            ".destinationSystems[0].restPassword"
+        ));
+        assert!(!repair(&mut entry, &fields(), ".destinationSystems"));
+        assert!(!repair(
+            &mut entry,
+            &fields(),
+            ".destinationSystems[5].restUrl"
+        ));
+        assert_eq!(
+            entry,
+            json!({"destinationSystems": [{"restUrl": "https://placeholder.invalid/", "restPassword": "placeholder"}]})
+        );
+    }
+
+    #[test]
+    fn problems_print_as_one_line_with_severity_place_and_cause() {
+        assert_eq!(
+            Problem::warning("p[0]", "nothing to do").to_string(),
+            "warning: p[0]: nothing to do"
+        );
+    }
+}

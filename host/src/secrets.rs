@@ -1,0 +1,318 @@
+//! Secrets by reference: a field of type `secret` may name where its value
+//! is instead of holding it, so that a context can be committed and copied
+//! between tenants without the secret.
+//!
+//! - `env:NAME`: the value of the environment variable `NAME`;
+//! - `file:PATH`: the contents of the file `PATH` (relative to the context
+//!   file's folder), without trailing line breaks;
+//! - `literal:TEXT`: the secret `TEXT` itself, for a secret that happens to
+//!   begin with `env:`, `file:` or `literal:`.
+//!
+//! Any other value is the secret itself. The resolved value goes only into
+//! the context handed to plugins; [`restore_references`] puts the references
+//! back before a context is written out. Errors name the reference, never a
+//! value.
+
+use crate::check::Problem;
+use crate::Error;
+use posthandler_abi::fields::{FieldDescription, FieldType};
+use serde_json::Value;
+use std::path::Path;
+
+/// Where a secret field's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference<'a> {
+    /// `env:NAME`.
+    Env(&'a str),
+    /// `file:PATH`.
+    File(&'a str),
+    /// `literal:TEXT`: the secret is `TEXT`.
+    Literal(&'a str),
+}
+
+impl<'a> Reference<'a> {
+    /// The reference `value` holds, or `None` when it is the secret itself.
+    pub fn parse(value: &'a str) -> Option<Self> {
+        if let Some(name) = value.strip_prefix("env:") {
+            Some(Reference::Env(name))
+        } else if let Some(path) = value.strip_prefix("file:") {
+            Some(Reference::File(path))
+        } else {
+            value.strip_prefix("literal:").map(Reference::Literal)
+        }
+    }
+
+    /// The secret, reading the environment or a file relative to `base`.
+    ///
+    /// # Errors
+    ///
+    /// A cause naming the reference (the variable or the file), never a
+    /// value.
+    pub fn resolve(self, base: &Path) -> Result<String, String> {
+        match self {
+            Reference::Literal(text) => Ok(text.to_owned()),
+            Reference::Env("") => Err("'env:' names no environment variable".into()),
+            Reference::Env(name) => match std::env::var(name) {
+                Ok(value) if value.is_empty() => Err(format!(
+                    "environment variable '{}' (from 'env:{0}') is empty",
+                    name.escape_debug()
+                )),
+                Ok(value) => Ok(value),
+                Err(std::env::VarError::NotPresent) => Err(format!(
+                    "environment variable '{}' (from 'env:{0}') is not set",
+                    name.escape_debug()
+                )),
+                Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+                    "environment variable '{}' (from 'env:{0}') is not valid UTF-8",
+                    name.escape_debug()
+                )),
+            },
+            Reference::File("") => Err("'file:' names no file".into()),
+            Reference::File(path) => {
+                let full = base.join(path);
+                let text = std::fs::read(&full).map_err(|err| {
+                    format!(
+                        "file '{}' (from 'file:{}') cannot be read ({})",
+                        full.display(),
+                        path.escape_debug(),
+                        io_cause(&err)
+                    )
+                })?;
+                let text = String::from_utf8(text).map_err(|_| {
+                    format!(
+                        "file '{}' (from 'file:{}') is not UTF-8 text",
+                        full.display(),
+                        path.escape_debug()
+                    )
+                })?;
+                let secret = text.trim_end_matches(['\n', '\r']);
+                if secret.is_empty() {
+                    return Err(format!(
+                        "file '{}' (from 'file:{}') is empty",
+                        full.display(),
+                        path.escape_debug()
+                    ));
+                }
+                Ok(secret.to_owned())
+            }
+        }
+    }
+}
+
+/// The OS error's own words, without the "(os error 2)" suffix.
+fn io_cause(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::NotFound => "not found".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => err.to_string(),
+    }
+}
+
+/// Calls `visit` with the place and value of every field of type `secret`
+/// that `object` (with `fields`) holds, in lists too.
+pub fn for_each_secret(
+    object: &mut Value,
+    fields: &[FieldDescription],
+    place: &str,
+    visit: &mut dyn FnMut(&str, &mut Value),
+) {
+    let Value::Object(map) = object else {
+        return;
+    };
+    for field in fields {
+        let Some(value) = map.get_mut(&field.key) else {
+            continue;
+        };
+        let at = format!("{place}.{}", field.key);
+        match (field.field_type, value) {
+            (FieldType::Secret, value) => visit(&at, value),
+            (FieldType::List, Value::Array(items)) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    for_each_secret(item, &field.item_fields, &format!("{at}[{i}]"), visit);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Resolves every secret reference in `object` in place; a reference that
+/// cannot be resolved stays as it is and becomes a problem.
+pub fn resolve_object(
+    object: &mut Value,
+    fields: &[FieldDescription],
+    place: &str,
+    base: &Path,
+    problems: &mut Vec<Problem>,
+) {
+    for_each_secret(object, fields, place, &mut |at, value| {
+        let Value::String(text) = value else { return };
+        let Some(reference) = Reference::parse(text) else {
+            return;
+        };
+        match reference.resolve(base) {
+            Ok(secret) => *text = secret,
+            Err(cause) => problems.push(Problem::error(at, cause)),
+        }
+    });
+}
+
+/// The context `output` (as a run left it) with the secret references of
+/// the context file put back, for writing it out.
+///
+/// `configured` is the context the chain was configured with (references
+/// resolved) and `original` the file's context, normalized. A secret the run
+/// left unchanged gets its reference back; one the run changed keeps the new
+/// value, escaped with `literal:` when it looks like a reference.
+pub fn restore_references(
+    original: &Value,
+    configured: &Value,
+    output: &Value,
+    fields_of: &dyn Fn(usize) -> Option<Vec<FieldDescription>>,
+) -> Value {
+    let mut out = output.clone();
+    let Some(entries) = out
+        .get_mut(crate::context::CHAIN_KEY)
+        .and_then(Value::as_array_mut)
+    else {
+        return out;
+    };
+    for (index, entry) in entries.iter_mut().enumerate() {
+        let Some(fields) = fields_of(index) else {
+            continue;
+        };
+        let pointer_base = format!("/{}/{index}", crate::context::CHAIN_KEY);
+        for_each_secret(entry, &fields, "", &mut |at, value| {
+            let pointer = format!("{pointer_base}{}", place_to_pointer(at));
+            let Value::String(text) = value else { return };
+            let unchanged = configured.pointer(&pointer) == Some(&Value::String(text.clone()));
+            match original.pointer(&pointer) {
+                Some(Value::String(written)) if unchanged => *text = written.clone(),
+                _ if Reference::parse(text).is_some() => *text = format!("literal:{text}"),
+                _ => {}
+            }
+        });
+    }
+    out
+}
+
+/// `.a[0].b` (a place below an entry) as the JSON Pointer `/a/0/b`.
+fn place_to_pointer(place: &str) -> String {
+    place
+        .split('.')
+        .filter(|part| !part.is_empty())
+        .flat_map(|part| part.split('[').map(|s| s.trim_end_matches(']')))
+        .map(|token| format!("/{}", token.replace('~', "~0").replace('/', "~1")))
+        .collect()
+}
+
+/// Reads `path`, the context file `run` was given, for
+/// [`restore_references`].
+///
+/// # Errors
+///
+/// The file cannot be read or parsed any more.
+pub fn read_original(path: &Path) -> Result<Value, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        action: "reading the context again",
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|err| Error::Context {
+        place: path.display().to_string(),
+        cause: format!("not valid JSON ({err})"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn secret_field() -> Vec<FieldDescription> {
+        vec![FieldDescription {
+            key: "restPassword".into(),
+            label: "Rest Password".into(),
+            field_type: FieldType::Secret,
+            ..Default::default()
+        }]
+    }
+
+    #[test]
+    fn references_are_recognised_and_literal_escapes_them() {
+        assert_eq!(Reference::parse("env:A"), Some(Reference::Env("A")));
+        assert_eq!(
+            Reference::parse("file:s.txt"),
+            Some(Reference::File("s.txt"))
+        );
+        assert_eq!(
+            Reference::parse("literal:env:abc"),
+            Some(Reference::Literal("env:abc"))
+        );
+        assert_eq!(Reference::parse("Env:A"), None);
+        assert_eq!(
+            Reference::parse("literal:env:abc")
+                .unwrap()
+                .resolve(Path::new("."))
+                .unwrap(),
+            "env:abc"
+        );
+    }
+
+    #[test]
+    fn file_references_are_relative_to_the_context_and_lose_trailing_newlines() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "canary-file-secret\r\n\n").unwrap();
+        let secret = Reference::File("secret.txt").resolve(dir.path()).unwrap();
+        assert_eq!(secret, "canary-file-secret");
+    }
+
+    #[test]
+    fn missing_sources_name_the_reference_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cause = Reference::Env("POSTHANDLER_TEST_SURELY_UNSET")
+            .resolve(dir.path())
+            .unwrap_err();
+        assert_eq!(
+            cause,
+            "environment variable 'POSTHANDLER_TEST_SURELY_UNSET' (from \
+             'env:POSTHANDLER_TEST_SURELY_UNSET') is not set"
+        );
+        let cause = Reference::File("nope.txt").resolve(dir.path()).unwrap_err();
+        assert!(
+            cause.ends_with("(from 'file:nope.txt') cannot be read (not found)"),
+            "{cause}"
+        );
+    }
+
+    #[test]
+    fn unresolvable_references_are_problems_at_their_place() {
+        let mut entry = json!({"restPassword": "env:POSTHANDLER_TEST_SURELY_UNSET"});
+        let mut problems = vec![];
+        resolve_object(
+            &mut entry,
+            &secret_field(),
+            "p[0]",
+            Path::new("."),
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0]
+            .to_string()
+            .starts_with("error: p[0].restPassword: environment"));
+        assert_eq!(entry["restPassword"], "env:POSTHANDLER_TEST_SURELY_UNSET");
+    }
+
+    #[test]
+    fn written_out_contexts_carry_references_not_values() {
+        let original = json!({"postProcessorPlugins": [{"restPassword": "file:s.txt"}, {"restPassword": "env:X"}]});
+        let configured = json!({"postProcessorPlugins": [{"restPassword": "canary-1"}, {"restPassword": "canary-2"}]});
+        let output = json!({"postProcessorPlugins": [{"restPassword": "canary-1"}, {"restPassword": "env:new"}]});
+        let restored =
+            restore_references(&original, &configured, &output, &|_| Some(secret_field()));
+        assert_eq!(
+            restored,
+            json!({"postProcessorPlugins": [{"restPassword": "file:s.txt"}, {"restPassword": "literal:env:new"}]})
+        );
+    }
+}
