@@ -50,7 +50,9 @@
 //! Renaming, removing or reordering a field is a new major version.
 
 #![deny(missing_docs)]
-#![deny(unsafe_code)]
+// abi_stable's accessor for a field after the last prefix field expands to
+// unsafe code; only the test-only grown interface has such a field.
+#![cfg_attr(not(feature = "grown-interface-test"), deny(unsafe_code))]
 
 pub mod error;
 pub mod fields;
@@ -83,7 +85,9 @@ pub const INTERFACE_VERSION: &str = env!("CARGO_PKG_VERSION");
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PostProcessorPluginRef)))]
-#[sabi(missing_field(panic))]
+// Fields added after `call` in later minor versions are absent from plugins
+// built before them: their accessors return `Option`.
+#[sabi(missing_field(option))]
 pub struct PostProcessorPlugin {
     /// Name, version and configuration fields of the plugin.
     ///
@@ -108,6 +112,13 @@ pub struct PostProcessorPlugin {
     /// against 1.0 keep loading in hosts that append fields after it.
     #[sabi(last_prefix_field)]
     pub call: extern "C" fn(kind: RStr<'_>, payload: RStr<'_>) -> RResult<RString, PluginError>,
+
+    /// Test-only: a field appended after the first release's last field, as
+    /// a later minor version would add one. The `grown-interface-test`
+    /// feature exists so the tests can prove which direction abi_stable
+    /// accepts when the root module grows; no release enables it.
+    #[cfg(feature = "grown-interface-test")]
+    pub grown: extern "C" fn() -> u32,
 }
 
 impl RootModule for PostProcessorPluginRef {

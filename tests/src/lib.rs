@@ -113,6 +113,9 @@ pub struct InterfaceFixtures {
     pub other_major: PathBuf,
     /// A root module with the right name and version but another layout.
     pub bad_layout: PathBuf,
+    /// A minimal host built against the grown 1.1.0 interface
+    /// (`tests/fixtures/host-1-1`).
+    pub host_1_1: PathBuf,
 }
 
 /// Builds (once per test binary) and returns the interface fixtures.
@@ -135,6 +138,7 @@ pub fn interface_fixtures() -> &'static InterfaceFixtures {
             newer_minor: built.find("echo_abi_1_1", "cdylib"),
             other_major: built.find("echo_abi_2_0", "cdylib"),
             bad_layout: built.find("echo_bad_layout", "cdylib"),
+            host_1_1: built.find("host-1-1", "bin"),
         }
     })
 }

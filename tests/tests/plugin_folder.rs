@@ -162,6 +162,30 @@ fn a_plugin_built_against_a_newer_minor_interface_runs_records() {
 }
 
 #[test]
+fn a_host_whose_root_module_grew_refuses_plugins_built_before_it_grew() {
+    // The other direction of the promise: the 1.1.0 interface appends a root
+    // module field; a host built against it refuses the 1.0.0 OAuth plugin,
+    // and serves a plugin built against 1.1.0.
+    let fixtures = interface_fixtures();
+    let run = |plugin: &Path| {
+        let output = std::process::Command::new(&fixtures.host_1_1)
+            .arg(plugin)
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(
+        run(&artifacts().oauth_plugin).trim(),
+        "refused: too many fields"
+    );
+    assert_eq!(
+        run(&fixtures.newer_minor).trim(),
+        "loaded Echo grown=present (11)"
+    );
+}
+
+#[test]
 fn a_chain_naming_a_missing_plugin_fails_with_the_plugin_exit_code() {
     let dir = plugin_dir(&[&artifacts().rest_plugin]);
     let work = tempfile::tempdir().unwrap();
