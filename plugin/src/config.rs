@@ -221,6 +221,9 @@ pub struct OAuthConfig {
     pub destinations: Destinations,
     /// How the expiry is written.
     pub expires_format: ExpiresFormat,
+    /// `tokenRefreshWindowSeconds`: how long before expiry a cached token
+    /// is renewed (see `cache.rs`).
+    pub token_refresh_window: std::time::Duration,
 }
 
 impl fmt::Debug for OAuthConfig {
@@ -231,6 +234,7 @@ impl fmt::Debug for OAuthConfig {
             .field("systems", &self.systems)
             .field("destinations", &self.destinations)
             .field("expires_format", &self.expires_format)
+            .field("token_refresh_window", &self.token_refresh_window)
             .finish()
     }
 }
@@ -262,12 +266,14 @@ impl OAuthConfig {
         let systems = parse_systems(entry, &place)?;
         let destinations = parse_destinations(entry, &place)?;
         let expires_format = parse_expires_format(entry, &place)?;
+        let token_refresh_window = token_cache::refresh_window(entry, &place)?;
         Ok(OAuthConfig {
             context_name,
             plugin_index,
             systems,
             destinations,
             expires_format,
+            token_refresh_window,
         })
     }
 
@@ -517,6 +523,49 @@ fn parse_expires_format(
                 one_line(other, 40)
             ),
         )),
+    }
+}
+
+/// The token cache's keys of the entry (`cache.rs` uses them).
+mod token_cache {
+    use std::time::Duration;
+
+    use serde_json::Map;
+    use serde_json::Value;
+
+    use super::ConfigError;
+
+    /// The key of the refresh window.
+    pub(super) const REFRESH_WINDOW_KEY: &str = "tokenRefreshWindowSeconds";
+
+    /// The largest refresh window accepted: one day.
+    const MAX_REFRESH_WINDOW_SECONDS: u64 = 86_400;
+
+    /// `tokenRefreshWindowSeconds`: a whole number of seconds, as a JSON
+    /// number or a string of digits (as a form saves it); unset or empty is
+    /// [`crate::cache::DEFAULT_REFRESH_WINDOW`].
+    pub(super) fn refresh_window(
+        entry: &Map<String, Value>,
+        place: &str,
+    ) -> Result<Duration, ConfigError> {
+        let seconds = match entry.get(REFRESH_WINDOW_KEY) {
+            None | Some(Value::Null) => return Ok(crate::cache::DEFAULT_REFRESH_WINDOW),
+            Some(Value::String(text)) if text.trim().is_empty() => {
+                return Ok(crate::cache::DEFAULT_REFRESH_WINDOW)
+            }
+            Some(Value::String(text)) => text.trim().parse::<u64>().ok(),
+            Some(Value::Number(number)) => number.as_u64(),
+            Some(_) => None,
+        };
+        match seconds {
+            Some(seconds) if seconds <= MAX_REFRESH_WINDOW_SECONDS => {
+                Ok(Duration::from_secs(seconds))
+            }
+            _ => Err(ConfigError::new(
+                format!("{place}.{REFRESH_WINDOW_KEY}"),
+                format!("not a whole number of seconds from 0 to {MAX_REFRESH_WINDOW_SECONDS}"),
+            )),
+        }
     }
 }
 
@@ -871,5 +920,29 @@ mod tests {
     fn redacted_url_drops_query_and_userinfo() {
         let url = Url::parse("https://u:p@auth.example.com:8443/t?key=canary#f").unwrap();
         assert_eq!(redacted_url(&url), "https://auth.example.com:8443/t");
+    }
+
+    #[test]
+    fn token_refresh_window_defaults_and_parses() {
+        let mut context = context_with(vec![system()]);
+        assert_eq!(
+            parse(&context).unwrap().token_refresh_window,
+            crate::cache::DEFAULT_REFRESH_WINDOW
+        );
+        for (value, seconds) in [(json!(30), 30), (json!("45"), 45), (json!(""), 60)] {
+            context["postProcessorPlugins"][0]["tokenRefreshWindowSeconds"] = value;
+            assert_eq!(
+                parse(&context).unwrap().token_refresh_window,
+                std::time::Duration::from_secs(seconds)
+            );
+        }
+        for value in [json!(-1), json!(1.5), json!("soon"), json!(86_401), json!(true)] {
+            context["postProcessorPlugins"][0]["tokenRefreshWindowSeconds"] = value;
+            assert_eq!(
+                error_of(&context),
+                "postProcessorPlugins[0].tokenRefreshWindowSeconds: not a whole number of \
+                 seconds from 0 to 86400"
+            );
+        }
     }
 }

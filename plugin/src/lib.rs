@@ -13,9 +13,9 @@
 //! At `configure` the plugin parses its entry of the export context once and
 //! picks the destination system whose `limitToServertype` is the
 //! installation's server type. No matching system is not an error: every
-//! record then passes through unchanged. Otherwise each `process` call asks
-//! the token endpoint for a token (one request per call for now; the
-//! [`token::TokenSource`] seam is where a cache will go) and returns one
+//! record then passes through unchanged. Otherwise each `process` call gets
+//! a token from the [`cache`] (which asks the token endpoint only when the
+//! system's token is due, one request at a time) and returns one
 //! [`FieldWrite`](posthandler_abi::FieldWrite) per configured destination
 //! field. The record itself is never changed by the plugin; the host applies
 //! the writes and resolves what each destination names.
@@ -37,9 +37,12 @@
 //! Records go to the host through [`posthandler_abi::logging`], which passes
 //! on only this crate's targets (ureq's own records stay behind).
 //!
-//! - info: one line per token request (context, system index, token URL,
-//!   outcome, elapsed milliseconds), and why a context passes records through.
-//! - warn: a token response without `token_type`, taken as Bearer.
+//! - info: one line per token request (grant, context, system index, token
+//!   URL, outcome, elapsed milliseconds), the backoff after a failed one,
+//!   and why a context passes records through. Records served from the
+//!   cache are counted (`stats.v1`), not logged.
+//! - warn: a token response without `token_type`, taken as Bearer; token
+//!   requests held back after `invalid_client` or `unauthorized_client`.
 //! - debug: which destination system a context uses.
 //!
 //! No level ever shows the `Authorization` header, the request body, the
@@ -50,6 +53,8 @@
 // that this lint counts (checked with rustc 1.95), so no exception is needed.
 #![forbid(unsafe_code)]
 
+pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod response;
@@ -61,6 +66,7 @@ use std::error::Error;
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use abi_stable::std_types::ROption;
 use abi_stable::std_types::RResult;
@@ -75,6 +81,11 @@ use posthandler_abi::PluginMetadata;
 use posthandler_abi::Posthandler;
 use posthandler_abi::ProcessOutput;
 
+use crate::cache::CachePolicy;
+use crate::cache::CachedTokenSource;
+use crate::cache::TokenCache;
+use crate::clock::Clock;
+use crate::clock::SystemClock;
 use crate::config::ConfigError;
 use crate::config::ExpiresFormat;
 use crate::config::OAuthConfig;
@@ -162,7 +173,34 @@ pub fn fields() -> Vec<FieldDescription> {
             false,
             &["rfc3339", "epochSeconds", "expiresIn"],
         ),
+        token_refresh_window_field(),
     ]
+}
+
+/// `tokenRefreshWindowSeconds`, with the token cache's fixed rules in its
+/// description (see [`cache`]).
+fn token_refresh_window_field() -> FieldDescription {
+    FieldDescription {
+        description: Some(format!(
+            "Seconds before expiry at which the shared token is renewed (at most half its \
+             lifetime; default {}). Fixed rules: a token without expires_in lives {} s; after a \
+             failed request the next waits {} s doubling to {} s (±{} %, at least Retry-After); \
+             after invalid_client or unauthorized_client requests stop for {} s",
+            cache::DEFAULT_REFRESH_WINDOW.as_secs(),
+            cache::DEFAULT_LIFETIME.as_secs(),
+            cache::BACKOFF_INITIAL.as_secs(),
+            cache::BACKOFF_MAX.as_secs(),
+            (cache::BACKOFF_JITTER * 100.0).round(),
+            cache::HOLD_BACK.as_secs(),
+        )),
+        default: Some(cache::DEFAULT_REFRESH_WINDOW.as_secs().to_string()),
+        ..field(
+            "tokenRefreshWindowSeconds",
+            "Token Refresh Window (seconds)",
+            FieldType::Text,
+            false,
+        )
+    }
 }
 
 fn field(key: &str, label: &str, field_type: FieldType, required: bool) -> FieldDescription {
@@ -188,8 +226,10 @@ fn choice(key: &str, label: &str, required: bool, values: &[&str]) -> FieldDescr
 pub struct OAuthPosthandler {
     config: OAuthConfig,
     /// `None` when no destination system is for this server type.
-    source: Option<Box<dyn TokenSource>>,
-    token_requests: AtomicU64,
+    source: Option<CachedTokenSource>,
+    /// The cache `source` uses, for the export and import payloads.
+    cache: Arc<TokenCache>,
+    clock: Arc<dyn Clock>,
     token_failures: AtomicU64,
 }
 
@@ -207,6 +247,32 @@ impl OAuthPosthandler {
         server_type: &str,
         transport: Box<dyn Transport>,
     ) -> Result<Self, ConfigError> {
+        let cache = TokenCache::global().clone();
+        let clock = Arc::new(SystemClock);
+        Self::configure_with(
+            context_json,
+            plugin_index,
+            server_type,
+            transport,
+            cache,
+            clock,
+        )
+    }
+
+    /// [`OAuthPosthandler::configure`] with its own token cache and clock
+    /// (tests; the plugin shares [`TokenCache::global`] and the system clock).
+    ///
+    /// # Errors
+    ///
+    /// As [`OAuthPosthandler::configure`].
+    pub fn configure_with(
+        context_json: &str,
+        plugin_index: usize,
+        server_type: &str,
+        transport: Box<dyn Transport>,
+        cache: Arc<TokenCache>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
         let server_type = ServerType::from_host(server_type)?;
         let config = OAuthConfig::parse(context_json, plugin_index)?;
         let source = match config.select(server_type)? {
@@ -220,8 +286,10 @@ impl OAuthPosthandler {
                     index,
                     system.clone(),
                     transport,
-                );
-                Some(Box::new(client) as Box<dyn TokenSource>)
+                )
+                .with_clock(clock.clone());
+                let policy = CachePolicy::with_refresh_window(config.token_refresh_window);
+                Some(CachedTokenSource::new(client, &cache, policy))
             }
             None => {
                 log::info!(
@@ -234,7 +302,8 @@ impl OAuthPosthandler {
         Ok(OAuthPosthandler {
             config,
             source,
-            token_requests: AtomicU64::new(0),
+            cache,
+            clock,
             token_failures: AtomicU64::new(0),
         })
     }
@@ -249,7 +318,6 @@ impl OAuthPosthandler {
         let Some(source) = &self.source else {
             return Ok(ProcessOutput::default());
         };
-        self.token_requests.fetch_add(1, Ordering::Relaxed);
         let token = source.token().inspect_err(|_| {
             self.token_failures.fetch_add(1, Ordering::Relaxed);
         })?;
@@ -265,9 +333,16 @@ impl OAuthPosthandler {
     }
 
     /// The `stats.v1` payload: counters since `configure`.
+    ///
+    /// `tokenRequests` counts requests this context sent to the token
+    /// endpoint (refresh grants included), `cacheHits` records served
+    /// without a request of their own, `tokenFailures` records that got no
+    /// token.
     pub fn stats_json(&self) -> String {
+        let source = self.source.as_ref();
         serde_json::json!({
-            "tokenRequests": self.token_requests.load(Ordering::Relaxed),
+            "tokenRequests": source.map_or(0, CachedTokenSource::requests_sent),
+            "cacheHits": source.map_or(0, CachedTokenSource::cache_hits),
             "tokenFailures": self.token_failures.load(Ordering::Relaxed),
             "passThrough": self.source.is_none(),
         })
@@ -302,12 +377,37 @@ impl Posthandler for OAuthPosthandler {
         })
     }
 
-    fn call(&self, kind: RStr<'_>, _payload: RStr<'_>) -> RResult<RString, PluginError> {
+    fn call(&self, kind: RStr<'_>, payload: RStr<'_>) -> RResult<RString, PluginError> {
         posthandler_abi::catch_panic("call", || match kind.as_str() {
             posthandler_abi::payload::STATS_V1 => RResult::ROk(self.stats_json().into()),
-            other => RResult::RErr(unsupported(other)),
+            other => token_cache_call(&self.cache, self.clock.now(), other, payload.as_str())
+                .unwrap_or_else(|| RResult::RErr(unsupported(other))),
         })
     }
+}
+
+/// Answers the token cache's handover payloads (`token-cache.export.v1`,
+/// `token-cache.import.v1`), or `None` for another kind.
+fn token_cache_call(
+    cache: &TokenCache,
+    now: std::time::SystemTime,
+    kind: &str,
+    payload: &str,
+) -> Option<RResult<RString, PluginError>> {
+    use posthandler_abi::payload::TOKEN_CACHE_EXPORT_V1;
+    use posthandler_abi::payload::TOKEN_CACHE_IMPORT_V1;
+    let answer = match kind {
+        TOKEN_CACHE_EXPORT_V1 => RResult::ROk(cache.export_json(now).into()),
+        TOKEN_CACHE_IMPORT_V1 => match cache.import_json(payload, now, cache::DEFAULT_LIFETIME) {
+            Ok(taken) => {
+                log::info!("token cache import took {taken} live tokens");
+                RResult::ROk("{}".into())
+            }
+            Err(error) => RResult::RErr(plugin_error(ErrorKind::Unsupported, &error)),
+        },
+        _ => return None,
+    };
+    Some(answer)
 }
 
 /// The error for a payload kind the plugin does not know.
@@ -405,8 +505,13 @@ mod export {
     }
 
     #[sabi_extern_fn]
-    fn call(kind: RStr<'_>, _payload: RStr<'_>) -> RResult<RString, PluginError> {
-        posthandler_abi::catch_panic("call", || RResult::RErr(crate::unsupported(kind.as_str())))
+    fn call(kind: RStr<'_>, payload: RStr<'_>) -> RResult<RString, PluginError> {
+        posthandler_abi::catch_panic("call", || {
+            let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+            let cache = crate::cache::TokenCache::global();
+            crate::token_cache_call(cache, now, kind.as_str(), payload.as_str())
+                .unwrap_or_else(|| RResult::RErr(crate::unsupported(kind.as_str())))
+        })
     }
 }
 
@@ -445,12 +550,15 @@ mod tests {
         .to_string()
     }
 
+    /// Configured with a cache of its own, so that tests do not share tokens.
     fn configured(server_type: &str, transport: &FakeTransport) -> OAuthPosthandler {
-        OAuthPosthandler::configure(
+        OAuthPosthandler::configure_with(
             &context(&["dev", "test"]),
             0,
             server_type,
             Box::new(transport.clone()),
+            Arc::new(TokenCache::new()),
+            Arc::new(SystemClock),
         )
         .unwrap()
     }
@@ -489,7 +597,7 @@ mod tests {
         assert_eq!(transport.requests.lock().unwrap().len(), 1);
         assert_eq!(
             posthandler.stats_json(),
-            r#"{"passThrough":false,"tokenFailures":0,"tokenRequests":1}"#
+            r#"{"cacheHits":0,"passThrough":false,"tokenFailures":0,"tokenRequests":1}"#
         );
     }
 
@@ -583,6 +691,7 @@ mod tests {
                 "Destination Field for Refresh Token",
                 "Destination Field for Expires",
                 "Expires Format",
+                "Token Refresh Window (seconds)",
             ]
         );
         let system: Vec<_> = fields[0]

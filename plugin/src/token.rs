@@ -6,10 +6,16 @@
 //! the answer is `response.rs`'s; moving bytes is left to a [`Transport`]:
 //! the real one is in `http.rs`, tests use a fake.
 //!
-//! [`TokenSource`] is the seam between a posthandler and the token fetch, so
-//! that a cache can sit between them without either side changing.
+//! [`TokenSource`] is the seam between a posthandler and the token fetch;
+//! the cache in `cache.rs` sits behind it and calls [`TokenClient::fetch`]
+//! for the client credentials grant or the refresh token grant
+//! (RFC 6749 section 6).
 
 use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 use std::time::SystemTime;
 
@@ -17,6 +23,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use posthandler_abi::ErrorKind;
 
+use crate::clock::Clock;
+use crate::clock::SystemClock;
 use crate::config::ClientAuthentication;
 use crate::config::DestinationSystem;
 use crate::config::TokenUrl;
@@ -25,6 +33,7 @@ use crate::response::parse_response;
 use crate::response::TokenResponse;
 use crate::secret::ClientId;
 use crate::secret::ClientSecret;
+use crate::secret::RefreshToken;
 use crate::secret::REDACTED;
 
 /// The media type of the request body (RFC 6749 appendix B).
@@ -309,11 +318,81 @@ impl TokenError {
     }
 }
 
-/// Gives a posthandler its token; a cache can implement this in front of a
-/// [`TokenClient`].
+/// Gives a posthandler its token: [`TokenClient`] asks every time, the
+/// cache in `cache.rs` asks only when it has to.
 pub trait TokenSource: Send + Sync {
     /// A token for the configured destination system.
     fn token(&self) -> Result<IssuedToken, TokenError>;
+}
+
+/// Which grant a token request uses.
+#[derive(Debug, Clone)]
+pub enum Grant {
+    /// Client credentials (RFC 6749 section 4.4).
+    ClientCredentials,
+    /// Refresh token (RFC 6749 section 6), with the token to refresh with.
+    RefreshToken(RefreshToken),
+}
+
+impl Grant {
+    /// The `grant_type` value.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => "client_credentials",
+            Grant::RefreshToken(_) => "refresh_token",
+        }
+    }
+}
+
+/// A failed token request: the error, and how long the server asked the
+/// client to wait (`Retry-After` on 429 or 503, RFC 9110 section 10.2.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchFailure {
+    /// What went wrong.
+    pub error: TokenError,
+    /// The server's `Retry-After`, when it sent one with 429 or 503.
+    pub retry_after: Option<Duration>,
+}
+
+impl From<TokenError> for FetchFailure {
+    fn from(error: TokenError) -> Self {
+        FetchFailure {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+/// Builds the refresh token request for `system` (RFC 6749 section 6).
+///
+/// It is the client credentials request with its grant replaced, so client
+/// authentication, scope and any other parameter stay the same.
+pub fn refresh_token_request(system: &DestinationSystem, refresh: &RefreshToken) -> TokenRequest {
+    let mut request = client_credentials_request(system);
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "refresh_token");
+    form.append_pair("refresh_token", refresh.secret());
+    for (name, value) in form_urlencoded::parse(request.body.as_bytes()) {
+        if name != "grant_type" {
+            form.append_pair(&name, &value);
+        }
+    }
+    request.body = form.finish();
+    request
+}
+
+/// How long a 429 or 503 answer asks the client to wait: `Retry-After` as
+/// delay-seconds or as an HTTP date (RFC 9110 section 10.2.3).
+pub fn retry_after(response: &HttpResponse, now: SystemTime) -> Option<Duration> {
+    if !matches!(response.status, 429 | 503) {
+        return None;
+    }
+    let value = response.header("retry-after")?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 /// Asks the token endpoint of one destination system, once per call.
@@ -322,11 +401,13 @@ pub struct TokenClient {
     system_index: usize,
     system: DestinationSystem,
     transport: Box<dyn Transport>,
+    clock: Arc<dyn Clock>,
+    sent: AtomicU64,
 }
 
 impl TokenClient {
     /// A client for `system`, which is entry `system_index` of the context
-    /// named `context_name` (both for log lines).
+    /// named `context_name` (both for log lines), on the system clock.
     pub fn new(
         context_name: String,
         system_index: usize,
@@ -338,12 +419,72 @@ impl TokenClient {
             system_index,
             system,
             transport,
+            clock: Arc::new(SystemClock),
+            sent: AtomicU64::new(0),
         }
     }
 
-    fn request_token(&self) -> Result<TokenResponse, TokenError> {
+    /// The same client, reading the time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The destination system this client asks for.
+    pub fn system(&self) -> &DestinationSystem {
+        &self.system
+    }
+
+    /// The clock this client reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// How many requests this client has handed to its transport.
+    pub fn requests_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Sends one token request with `grant`, logs its outcome, and returns
+    /// the token or the failure.
+    ///
+    /// # Errors
+    ///
+    /// A [`FetchFailure`] with the [`TokenError`] and the server's
+    /// `Retry-After`, if any.
+    pub fn fetch(&self, grant: &Grant) -> Result<IssuedToken, FetchFailure> {
+        let requested_at = self.clock.now();
+        let started = Instant::now();
+        let result = self.request_token(grant, requested_at);
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(failure) => format!("failed ({})", failure.error.kind()),
+        };
+        log::info!(
+            "token request ({}) for context '{}', destination system {}, to {}: {outcome}, {} ms",
+            grant.name(),
+            self.context_name,
+            self.system_index,
+            self.system.token_url.redacted(),
+            started.elapsed().as_millis(),
+        );
+        result.map(|response| IssuedToken {
+            response,
+            requested_at,
+        })
+    }
+
+    fn request_token(
+        &self,
+        grant: &Grant,
+        requested_at: SystemTime,
+    ) -> Result<TokenResponse, FetchFailure> {
         let url = &self.system.token_url;
-        let request = client_credentials_request(&self.system);
+        let request = match grant {
+            Grant::ClientCredentials => client_credentials_request(&self.system),
+            Grant::RefreshToken(refresh) => refresh_token_request(&self.system, refresh),
+        };
+        self.sent.fetch_add(1, Ordering::Relaxed);
         let response = self
             .transport
             .send(&request)
@@ -351,7 +492,12 @@ impl TokenClient {
                 url: url.redacted(),
                 cause,
             })?;
-        parse_response(url, &response).and_then(|token| check_bearer(url, token))
+        parse_response(url, &response)
+            .and_then(|token| check_bearer(url, token))
+            .map_err(|error| FetchFailure {
+                error,
+                retry_after: retry_after(&response, requested_at),
+            })
     }
 }
 
@@ -367,24 +513,8 @@ impl fmt::Debug for TokenClient {
 
 impl TokenSource for TokenClient {
     fn token(&self) -> Result<IssuedToken, TokenError> {
-        let requested_at = SystemTime::now();
-        let started = Instant::now();
-        let result = self.request_token();
-        let outcome = match &result {
-            Ok(_) => "ok".to_owned(),
-            Err(error) => format!("failed ({})", error.kind()),
-        };
-        log::info!(
-            "token request for context '{}', destination system {}, to {}: {outcome}, {} ms",
-            self.context_name,
-            self.system_index,
-            self.system.token_url.redacted(),
-            started.elapsed().as_millis(),
-        );
-        result.map(|response| IssuedToken {
-            response,
-            requested_at,
-        })
+        self.fetch(&Grant::ClientCredentials)
+            .map_err(|failure| failure.error)
     }
 }
 
