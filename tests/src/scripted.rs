@@ -7,7 +7,7 @@
 //! on 127.0.0.1 only and stops when dropped.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,6 +74,11 @@ pub enum Reply {
     },
     /// Read the request and never answer (until the server is dropped).
     Silence,
+    /// Write these bytes as they are, then close the connection: for
+    /// truncated bodies, wrong `Content-Length`s and broken heads.
+    Raw(Vec<u8>),
+    /// Wait, then give the inner reply (bounded by the caller's choice).
+    Delayed(Duration, Box<Reply>),
 }
 
 impl Reply {
@@ -85,14 +90,60 @@ impl Reply {
             body: body.as_bytes().to_vec(),
         }
     }
+
+    /// A response with `content_type` (none when `None`) and `body`.
+    pub fn typed(status: u16, content_type: Option<&str>, body: &str) -> Self {
+        Reply::Respond {
+            status,
+            headers: content_type
+                .map(|value| vec![("Content-Type".to_owned(), value.to_owned())])
+                .unwrap_or_default(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    /// A JSON response compressed with gzip, with `Content-Encoding: gzip`.
+    pub fn gzip_json(status: u16, body: &str) -> Self {
+        use flate2::write::GzEncoder;
+        let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(body.as_bytes()).unwrap();
+        Reply::Respond {
+            status,
+            headers: vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("Content-Encoding".into(), "gzip".into()),
+            ],
+            body: encoder.finish().unwrap(),
+        }
+    }
+
+    /// This reply with one more header.
+    pub fn with_header(self, name: &str, value: &str) -> Self {
+        match self {
+            Reply::Respond {
+                status,
+                mut headers,
+                body,
+            } => {
+                headers.push((name.to_owned(), value.to_owned()));
+                Reply::Respond {
+                    status,
+                    headers,
+                    body,
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 type Script = dyn Fn(&Request) -> Reply + Send + Sync;
 
 /// The running scripted server.
 pub struct ScriptedServer {
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` for [`ScriptedServer::start_tls`]).
     pub base: String,
+    addr: SocketAddr,
     requests: Arc<Mutex<Vec<Request>>>,
     stop: Arc<AtomicBool>,
 }
@@ -100,8 +151,26 @@ pub struct ScriptedServer {
 impl ScriptedServer {
     /// Starts a server that answers each request with `script(request)`.
     pub fn start(script: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_with(None, script)
+    }
+
+    /// The same server behind TLS with `tls` (a real rustls handshake; see
+    /// [`crate::tls`] for certificates).
+    pub fn start_tls(
+        tls: Arc<rustls::ServerConfig>,
+        script: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_with(Some(tls), script)
+    }
+
+    fn start_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        script: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{addr}");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let script: Arc<Script> = Arc::new(script);
@@ -113,16 +182,33 @@ impl ScriptedServer {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
                     let (requests, stop, script) = (requests.clone(), stop.clone(), script.clone());
-                    std::thread::spawn(move || serve(stream, &requests, &stop, &*script));
+                    let tls = tls.clone();
+                    std::thread::spawn(move || match tls {
+                        None => serve(stream, &requests, &stop, &*script),
+                        Some(config) => {
+                            let Ok(connection) = rustls::ServerConnection::new(config) else {
+                                return;
+                            };
+                            let stream = rustls::StreamOwned::new(connection, stream);
+                            serve(stream, &requests, &stop, &*script)
+                        }
+                    });
                 }
             });
         }
         ScriptedServer {
             base,
+            addr,
             requests,
             stop,
         }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The token endpoint URL (any path works; this one reads well).
@@ -140,16 +226,32 @@ impl Drop for ScriptedServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(self.base.trim_start_matches("http://"));
+        let _ = TcpStream::connect(self.addr);
     }
 }
 
-fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, script: &Script) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+fn serve<S: Read + Write>(
+    stream: S,
+    requests: &Mutex<Vec<Request>>,
+    stop: &AtomicBool,
+    script: &Script,
+) {
     let mut reader = BufReader::new(stream);
     while let Some(request) = read_request(&mut reader) {
         requests.lock().unwrap().push(request.clone());
-        match script(&request) {
+        let mut reply = script(&request);
+        while let Reply::Delayed(delay, inner) = reply {
+            std::thread::sleep(delay);
+            reply = *inner;
+        }
+        match reply {
+            Reply::Delayed(..) => unreachable!("delays are unwrapped above"),
+            Reply::Raw(bytes) => {
+                let stream = reader.get_mut();
+                let _ = stream.write_all(&bytes);
+                let _ = stream.flush();
+                return;
+            }
             Reply::Respond {
                 status,
                 headers,
@@ -161,7 +263,10 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, s
                 }
                 head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
                 let stream = reader.get_mut();
-                if stream.write_all(head.as_bytes()).is_err() || stream.write_all(&body).is_err() {
+                if stream.write_all(head.as_bytes()).is_err()
+                    || stream.write_all(&body).is_err()
+                    || stream.flush().is_err()
+                {
                     return;
                 }
             }
@@ -175,7 +280,7 @@ fn serve(stream: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, s
     }
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+fn read_request<S: Read>(reader: &mut BufReader<S>) -> Option<Request> {
     let mut line = String::new();
     reader.read_line(&mut line).ok().filter(|n| *n > 0)?;
     let mut parts = line.split_whitespace();
