@@ -20,6 +20,10 @@
 //!   the documented ones when a context is loaded.
 //! - [`secrets`]: `env:` and `file:` references in secret fields.
 //! - [`check`]: every problem of a context at once, without the network.
+//! - [`fields`]: the suite's "Destination Field" choice for a chain.
+//! - [`schema`]: a JSON Schema of contexts, from the same descriptions.
+//! - [`logfmt`]: the binary's text and JSON log lines.
+//! - [`progress`]: the counters and progress line of `serve`.
 //! - [`chain`]: configures each posthandler once per context and runs
 //!   records through the chain.
 //! - [`plugin_log`]: the log sink plugins write to.
@@ -40,11 +44,15 @@ pub mod check;
 pub mod context;
 pub mod destination;
 pub mod error;
+pub mod fields;
 pub mod live;
 pub mod loader;
+pub mod logfmt;
 pub mod normalize;
 pub mod plugin_log;
 pub mod preflight;
+pub mod progress;
+pub mod schema;
 pub mod secrets;
 pub mod serve;
 pub mod server_type;

@@ -25,6 +25,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "LEVEL")]
     log_level: Option<log::LevelFilter>,
 
+    /// Log line format on stderr: text, or json (one object per line with
+    /// the keys ts, level, target, message).
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text")]
+    log_format: posthandler_host::logfmt::LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -49,6 +54,54 @@ enum Command {
         after_help = "Example:\n  posthandler-host plugins --plugins ./plugins\n\nExit codes: 0 every library in the folder loaded, 5 a file was refused,\n1 the folder could not be read."
     )]
     Plugins(PluginsArgs),
+    /// List every field a destination field may name, as the suite's
+    /// "Destination Field" choice lists them, with the text to configure.
+    #[command(
+        after_help = "Built from the field descriptions the chain's plugins report. Each line shows\nthe choice, the chain entries whose destination fields may name it, and the\nexact text (JSON-quoted) to put into such a field.\n\nExample:\n  posthandler-host fields --plugins ./plugins --context examples/context.json\n\nExit codes: 0 listed, 2 the context cannot be read, 5 a chain entry names a\nplugin that is not loaded, 1 anything else."
+    )]
+    Fields(FieldsArgs),
+    /// Check a context without touching the network and report every
+    /// problem at once.
+    #[command(
+        after_help = "Prints one line per problem, `error: <place>: <cause>` or\n`warning: <place>: <cause>`, then a summary line. `run` and `serve` apply the\nsame checks first.\n\nExample:\n  posthandler-host check --plugins ./plugins --context examples/context.json \\\n    --server-type prod\n\nExit codes: 0 the context is sound (warnings allowed), 2 it has errors or\ncannot be read, 1 anything else."
+    )]
+    Check(CheckArgs),
+    /// Print a JSON Schema of the context configuration for the plugins in
+    /// the folder.
+    #[command(
+        after_help = "Generated from the field descriptions the plugins report;\nschema/context.schema.json is this output for the OAuth 2.0 plugin alone.\n\nExample:\n  posthandler-host schema --plugins ./plugins > schema/context.schema.json\n\nExit codes: 0 printed, 5 a file in the folder was refused, 1 anything else."
+    )]
+    Schema(PluginsArgs),
+}
+
+#[derive(Args)]
+struct FieldsArgs {
+    #[command(flatten)]
+    dir: PluginDirArgs,
+
+    /// The export context (JSON).
+    #[arg(long, value_name = "FILE")]
+    context: PathBuf,
+
+    /// Print the listing as a JSON array instead of text columns.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    dir: PluginDirArgs,
+
+    /// The export context (JSON).
+    #[arg(long, value_name = "FILE")]
+    context: PathBuf,
+
+    /// The server type the context is meant for: dev, test or prod
+    /// [default: $POSTHANDLER_SERVER_TYPE, else none]. With it, a server
+    /// type that no system covers is a warning.
+    #[arg(long, value_name = "TYPE")]
+    server_type: Option<String>,
 }
 
 #[derive(Args)]
@@ -126,11 +179,14 @@ struct PluginsArgs {
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.log_level);
+    init_logging(cli.log_format, cli.log_level);
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Serve(args) => serve(args),
         Command::Plugins(args) => plugins(args),
+        Command::Fields(args) => fields(args),
+        Command::Check(args) => check(args),
+        Command::Schema(args) => schema(args),
     };
     std::process::exit(match result {
         Ok(code) => code as i32,
@@ -138,16 +194,8 @@ fn main() {
     });
 }
 
-fn init_logging(level: Option<log::LevelFilter>) {
-    let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    if let Some(level) = level {
-        builder.filter_level(level);
-    }
-    builder
-        .format_timestamp_millis()
-        .target(env_logger::Target::Stderr)
-        .init();
+fn init_logging(format: posthandler_host::logfmt::LogFormat, level: Option<log::LevelFilter>) {
+    posthandler_host::logfmt::init(format, level);
 }
 
 /// Prints the error chain on one line and returns the exit code.
@@ -198,10 +246,29 @@ fn prepare(
 ) -> anyhow::Result<(Loader, Chain)> {
     let env = std::env::var(posthandler_host::server_type::ENV_VAR).ok();
     let server_type = ServerType::resolve(server_type, env.as_deref())?;
-    let context = Context::load(context)?;
     let (loader, discovery) = load_plugins(dir)?;
+    let context = posthandler_host::check::settle(context, &discovery, server_type)?;
     let chain = Chain::configure(context, &discovery, server_type)?;
     Ok((loader, chain))
+}
+
+/// The checks `run` applies, for `serve`, which loads its plugins itself:
+/// the folder is loaded once more, into a state folder of its own and with
+/// the same allow-list, to check the context against it.
+fn checked_context(
+    dir: &PluginDirArgs,
+    context: &Path,
+    server_type: ServerType,
+) -> anyhow::Result<Context> {
+    let loader = Loader::new(state_dir(dir).join("check"))?;
+    let loader = match &dir.allow_sha256 {
+        Some(list) => loader.with_allow_list(posthandler_host::loader::read_allow_list(list)?),
+        None => loader,
+    };
+    let discovery = loader.load_folder(&dir.plugins)?;
+    let settled = posthandler_host::check::settle(context, &discovery, server_type);
+    cleanup(&loader);
+    Ok(settled?)
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -210,7 +277,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let output = chain.run(&record)?;
 
     if let Some(path) = &args.context_out {
-        write_json(path, &output.context).context("writing --context-out")?;
+        let out = posthandler_host::secrets::context_out(&args.context, &chain, &output.context)?;
+        write_json(path, &out).context("writing --context-out")?;
     }
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut stdout, &output.record)?;
@@ -223,7 +291,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let env = std::env::var(posthandler_host::server_type::ENV_VAR).ok();
     let server_type = ServerType::resolve(args.server_type.as_deref(), env.as_deref())?;
-    let context = Context::load(&args.context)?;
+    let context = checked_context(&args.dir, &args.context, server_type)?;
     let live = LiveChain::start(&args.dir.plugins, new_loader(&args.dir)?, context, server_type)?;
     let live = std::sync::Arc::new(live);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -231,6 +299,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
     let watcher = live.watch(stop.clone());
+    let progress = posthandler_host::progress::Reporter::start({
+        let live = live.clone();
+        move || {
+            let stats = live.stats();
+            stats
+                .get("tokenRequests")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        }
+    });
     let options = ServeOptions {
         workers: args.workers.map_or_else(
             || std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -245,6 +323,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let summary =
         posthandler_host::serve::serve(source, input, std::io::stdout(), &options, stop.clone())
             .context("writing results to standard output")?;
+    drop(progress);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = watcher.join();
     log::info!("plugins at the end: {}; chain swaps: {}", live.resident_summary(), live.swaps());
@@ -301,6 +380,94 @@ fn plugins(args: PluginsArgs) -> anyhow::Result<ExitCode> {
             refused.error
         )?;
     }
+    cleanup(&loader);
+    Ok(if discovery.refused.is_empty() {
+        ExitCode::Success
+    } else {
+        ExitCode::Plugin
+    })
+}
+
+fn fields(args: FieldsArgs) -> anyhow::Result<ExitCode> {
+    let (loader, discovery) = load_plugins(&args.dir)?;
+    let report = posthandler_host::check::check_file(&args.context, &discovery, None)?;
+    if let Some(missing) = report.missing.into_iter().next() {
+        return Err(missing.into());
+    }
+    let loaded = posthandler_host::fields::Loaded {
+        context: &report.context,
+        discovery: &discovery,
+    };
+    let choices = posthandler_host::fields::list(&report.context, &loaded);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &choices)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", posthandler_host::fields::render(&choices))?;
+    }
+    cleanup(&loader);
+    Ok(ExitCode::Success)
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let env = std::env::var(posthandler_host::server_type::ENV_VAR)
+        .ok()
+        .filter(|v| !v.is_empty());
+    let server_type = match (&args.server_type, &env) {
+        (None, None) => None,
+        (flag, env) => Some(ServerType::resolve(flag.as_deref(), env.as_deref())?),
+    };
+    let (loader, discovery) = load_plugins(&args.dir)?;
+    let report = posthandler_host::check::check_file(&args.context, &discovery, server_type);
+    cleanup(&loader);
+    let mut out = std::io::stdout().lock();
+    let report = match report {
+        Ok(report) => report,
+        Err(err) => {
+            writeln!(out, "error: {:#}", anyhow::Error::from(err))?;
+            writeln!(out, "{}: not sound (1 error)", args.context.display())?;
+            return Ok(ExitCode::Configuration);
+        }
+    };
+    for problem in &report.problems {
+        writeln!(out, "{problem}")?;
+    }
+    let errors = report
+        .problems
+        .iter()
+        .filter(|p| p.severity == posthandler_host::check::Severity::Error)
+        .count();
+    let warnings = report.problems.len() - errors;
+    let verdict = if errors == 0 { "sound" } else { "not sound" };
+    writeln!(
+        out,
+        "{}: {verdict} ({errors} errors, {warnings} warnings)",
+        args.context.display()
+    )?;
+    Ok(if errors == 0 {
+        ExitCode::Success
+    } else {
+        ExitCode::Configuration
+    })
+}
+
+fn schema(args: PluginsArgs) -> anyhow::Result<ExitCode> {
+    let (loader, discovery) = load_plugins(&args.dir)?;
+    let active: Vec<&posthandler_host::loader::Plugin> = discovery
+        .plugins
+        .iter()
+        .filter(|p| {
+            discovery
+                .active(&p.name)
+                .is_some_and(|a| std::sync::Arc::ptr_eq(a, p))
+        })
+        .map(|p| p.as_ref())
+        .collect();
+    let schema = posthandler_host::schema::context_schema(&active);
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &schema)?;
+    writeln!(out)?;
     cleanup(&loader);
     Ok(if discovery.refused.is_empty() {
         ExitCode::Success

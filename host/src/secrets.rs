@@ -14,6 +14,7 @@
 //! value.
 
 use crate::check::Problem;
+use crate::destination::ChainFields;
 use crate::Error;
 use posthandler_abi::fields::{FieldDescription, FieldType};
 use serde_json::Value;
@@ -206,22 +207,45 @@ fn place_to_pointer(place: &str) -> String {
         .collect()
 }
 
-/// Reads `path`, the context file `run` was given, for
-/// [`restore_references`].
+/// The context to write out after a run of `chain` that left `output`:
+/// [`restore_references`] with the references of the context file at
+/// `path` (read again and normalized as when it was loaded).
 ///
 /// # Errors
 ///
 /// The file cannot be read or parsed any more.
-pub fn read_original(path: &Path) -> Result<Value, Error> {
+pub fn context_out(path: &Path, chain: &dyn ChainFields, output: &Value) -> Result<Value, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         action: "reading the context again",
         source,
     })?;
-    serde_json::from_str(&text).map_err(|err| Error::Context {
+    let mut original: Value = serde_json::from_str(&text).map_err(|err| Error::Context {
         place: path.display().to_string(),
         cause: format!("not valid JSON ({err})"),
-    })
+    })?;
+    let mut ignored = Vec::new();
+    crate::normalize::normalize_top(&mut original, &mut ignored);
+    let names = chain.plugin_names();
+    let fields_of = |index: usize| -> Option<Vec<FieldDescription>> {
+        Some(chain.fields_of(names.get(index)?)?.to_vec())
+    };
+    if let Some(entries) = original
+        .get_mut(crate::context::CHAIN_KEY)
+        .and_then(Value::as_array_mut)
+    {
+        for (index, entry) in entries.iter_mut().enumerate() {
+            if let Some(fields) = fields_of(index) {
+                crate::normalize::normalize_object(entry, &fields, "", &mut ignored);
+            }
+        }
+    }
+    Ok(restore_references(
+        &original,
+        chain.context(),
+        output,
+        &fields_of,
+    ))
 }
 
 #[cfg(test)]

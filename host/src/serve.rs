@@ -363,6 +363,7 @@ fn write_in_order(
             if result.failed {
                 summary.failures += 1;
             }
+            crate::progress::PROGRESS.record_written(result.failed);
             out.write_all(result.line.as_bytes())?;
             out.write_all(b"\n")?;
             next += 1;

@@ -1,0 +1,252 @@
+//! The listing of `posthandler-host fields`: every field a destination field
+//! may name, the way the suite's "Destination Field" choice lists them.
+//!
+//! The list is built from the field descriptions the chain's plugins report,
+//! never from a list kept here: `PostProcessorPlugins | PostProcessorPlugins`
+//! (the chain itself), then for each chain entry `<plugin> | <label>` for
+//! each of its fields, and `<plugin> <item label> - <n> | <label>` for each
+//! field of each item its list fields hold in this context. For every
+//! choice, the text to put into a destination field is checked with
+//! [`destination::resolve`], so the listing says exactly what `run` takes.
+
+use crate::context::Context;
+use crate::destination::{self, ChainFields, CHAIN_LABEL};
+use posthandler_abi::fields::{FieldDescription, FieldType};
+use serde::Serialize;
+use serde_json::Value;
+
+/// One entry of the suite's choice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Choice {
+    /// The entry as the suite lists it.
+    pub choice: String,
+    /// The chain entry that owns the field (`None` for the chain itself).
+    pub owner: Option<usize>,
+    /// The text to put into a destination field, or `None` when no
+    /// posthandler of this chain may write there.
+    pub text: Option<String>,
+    /// The chain entries whose destination fields may name it.
+    pub writable_by: Vec<usize>,
+    /// Why no posthandler may write there, when `text` is `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// [`ChainFields`] over a loaded context and the plugins of a folder.
+pub struct Loaded<'a> {
+    /// The context, normalized.
+    pub context: &'a Context,
+    /// The plugins.
+    pub discovery: &'a crate::loader::Discovery,
+}
+
+impl ChainFields for Loaded<'_> {
+    fn context(&self) -> &Value {
+        &self.context.value
+    }
+    fn plugin_names(&self) -> &[String] {
+        &self.context.plugins
+    }
+    fn fields_of(&self, name: &str) -> Option<&[FieldDescription]> {
+        self.discovery.active(name).map(|p| p.fields.as_slice())
+    }
+}
+
+/// The suite's choice for `context`, whose plugins' fields `chain` knows.
+pub fn list(context: &Context, chain: &dyn ChainFields) -> Vec<Choice> {
+    let mut choices = vec![Choice {
+        choice: format!("{CHAIN_LABEL} | {CHAIN_LABEL}"),
+        owner: None,
+        text: None,
+        writable_by: vec![],
+        note: Some("the chain itself cannot be a destination".into()),
+    }];
+    for (index, name) in context.plugins.iter().enumerate() {
+        let Some(fields) = chain.fields_of(name) else {
+            continue;
+        };
+        let entry = context.entry(index);
+        for field in fields {
+            choices.push(choice(format!("{name} | {}", field.label), index, chain));
+            if field.field_type != FieldType::List {
+                continue;
+            }
+            let items = entry
+                .and_then(|e| e.get(&field.key))
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let item_label = field.item_label.as_deref().unwrap_or(&field.label);
+            for number in 1..=items {
+                for item_field in &field.item_fields {
+                    choices.push(item_choice(
+                        name, item_label, number, item_field, index, chain,
+                    ));
+                }
+            }
+        }
+    }
+    choices
+}
+
+fn item_choice(
+    name: &str,
+    item_label: &str,
+    number: usize,
+    field: &FieldDescription,
+    index: usize,
+    chain: &dyn ChainFields,
+) -> Choice {
+    let text = format!("{name} {item_label} - {number} | {}", field.label);
+    choice(text, index, chain)
+}
+
+/// The choice `text` of entry `owner`, with the writers that may name it.
+fn choice(text: String, owner: usize, chain: &dyn ChainFields) -> Choice {
+    let writable_by: Vec<usize> = (0..owner)
+        .filter(|writer| destination::resolve(&text, *writer, chain).is_ok())
+        .collect();
+    let note = match writable_by.is_empty() {
+        false => None,
+        // The last writer sees the field as "not later"; any earlier one
+        // gives the same cause when the field itself is not writable.
+        true => Some(match owner.checked_sub(1) {
+            Some(writer) => destination::resolve(&text, writer, chain)
+                .err()
+                .unwrap_or_default(),
+            None => format!("no posthandler comes before postProcessorPlugins[{owner}]"),
+        }),
+    };
+    Choice {
+        text: (!writable_by.is_empty()).then(|| text.clone()),
+        choice: text,
+        owner: Some(owner),
+        writable_by,
+        note,
+    }
+}
+
+/// The listing as aligned text columns, one choice a line.
+pub fn render(choices: &[Choice]) -> String {
+    let width = choices
+        .iter()
+        .map(|c| c.choice.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let mut out = format!(
+        "{:<width$}  WRITABLE BY         TEXT FOR THE CONFIGURATION\n",
+        "CHOICE"
+    );
+    for c in choices {
+        let writers = match c.writable_by.as_slice() {
+            [] => "-".to_owned(),
+            list => list
+                .iter()
+                .map(|i| format!("[{i}]"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        let text = match (&c.text, &c.note) {
+            (Some(text), _) => serde_json::to_string(text).unwrap_or_default(),
+            (None, Some(note)) => format!("- ({note})"),
+            (None, None) => "-".into(),
+        };
+        out.push_str(&format!("{:<width$}  {writers:<18}  {text}\n", c.choice));
+    }
+    out.push_str(
+        "\nA destination field may also name a field of the export record by a JSON Pointer, \
+         such as \"/auth/accessToken\".\n",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Two(Context, Vec<FieldDescription>, Vec<FieldDescription>);
+
+    impl ChainFields for Two {
+        fn context(&self) -> &Value {
+            &self.0.value
+        }
+        fn plugin_names(&self) -> &[String] {
+            &self.0.plugins
+        }
+        fn fields_of(&self, name: &str) -> Option<&[FieldDescription]> {
+            match name {
+                "OAuth 2.0" => Some(&self.1),
+                "REST" => Some(&self.2),
+                _ => None,
+            }
+        }
+    }
+
+    fn text(key: &str, label: &str) -> FieldDescription {
+        FieldDescription {
+            key: key.into(),
+            label: label.into(),
+            ..Default::default()
+        }
+    }
+
+    fn list_of(fields: Vec<FieldDescription>) -> FieldDescription {
+        FieldDescription {
+            field_type: FieldType::List,
+            item_label: Some("Destination System".into()),
+            item_fields: fields,
+            ..text("destinationSystems", "Destination Systems")
+        }
+    }
+
+    #[test]
+    fn lists_the_chain_each_plugin_and_each_item_with_its_writers() {
+        let context = Context::parse(
+            r#"{"postProcessorPlugins":[
+                {"plugin":"OAuth 2.0","destinationSystems":[{},{}]},
+                {"plugin":"REST","destinationSystems":[{}]}]}"#,
+        )
+        .unwrap();
+        let chain = Two(
+            context.clone(),
+            vec![list_of(vec![text("restUrl", "Rest URL")])],
+            vec![
+                text("baseUrl", "Base URL"),
+                list_of(vec![text("headerValue", "Header Value")]),
+            ],
+        );
+        let choices = list(&context, &chain);
+        let shown: Vec<(&str, Option<&str>, &[usize])> = choices
+            .iter()
+            .map(|c| {
+                (
+                    c.choice.as_str(),
+                    c.text.as_deref(),
+                    c.writable_by.as_slice(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("PostProcessorPlugins | PostProcessorPlugins", None, &[][..]),
+                ("OAuth 2.0 | Destination Systems", None, &[]),
+                ("OAuth 2.0 Destination System - 1 | Rest URL", None, &[]),
+                ("OAuth 2.0 Destination System - 2 | Rest URL", None, &[]),
+                ("REST | Base URL", Some("REST | Base URL"), &[0]),
+                ("REST | Destination Systems", None, &[]),
+                (
+                    "REST Destination System - 1 | Header Value",
+                    Some("REST Destination System - 1 | Header Value"),
+                    &[0]
+                ),
+            ]
+        );
+        assert!(choices[5]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("list of settings"));
+    }
+}
