@@ -124,33 +124,88 @@ pub fn metadata() -> PluginMetadata {
 }
 
 /// The configuration fields, with the suite's labels (`Grand type` is the
-/// suite's spelling).
+/// suite's spelling; `Grant type` is accepted as an alias), the suite's
+/// labels of choice values, and what each field means.
+///
+/// This list is the plugin's configuration contract: the host checks and
+/// normalizes contexts from it, and `schema/context.schema.json` is generated
+/// from it. A test ties it to the keys [`config`] accepts.
 pub fn fields() -> Vec<FieldDescription> {
     let system = vec![
-        choice(
-            "limitToServertype",
-            "Limit to Servertype",
-            true,
-            &["dev", "test", "prod"],
-        ),
-        field("restUrl", "Rest URL", FieldType::Url, true),
-        field("restUser", "Rest User", FieldType::Text, true),
-        field("restPassword", "Rest Password", FieldType::Secret, true),
-        choice("grantType", "Grand type", false, &["client_credentials"]),
-        field("scope", "Scope", FieldType::Text, false),
-        choice(
-            "clientAuthentication",
-            "Client Authentication",
-            false,
-            &["header", "body"],
-        ),
+        FieldDescription {
+            description: Some(
+                "The server type this system is for; the one matching the installation is used"
+                    .into(),
+            ),
+            ..choice(
+                "limitToServertype",
+                "Limit to Servertype",
+                true,
+                &["dev", "test", "prod"],
+            )
+        },
+        FieldDescription {
+            description: Some(
+                "The token endpoint: https, or plain http to a loopback host only".into(),
+            ),
+            ..field("restUrl", "Rest URL", FieldType::Url, true)
+        },
+        FieldDescription {
+            description: Some("The OAuth client id".into()),
+            ..field("restUser", "Rest User", FieldType::Text, true)
+        },
+        FieldDescription {
+            description: Some(
+                "The OAuth client secret, or a reference to it (env:NAME, file:PATH)".into(),
+            ),
+            ..field("restPassword", "Rest Password", FieldType::Secret, true)
+        },
+        FieldDescription {
+            aliases: vec!["Grant type".into()],
+            value_labels: [("client_credentials".into(), "Client Credentials".into())].into(),
+            description: Some("The OAuth grant; only client credentials".into()),
+            default: Some("client_credentials".into()),
+            ..choice("grantType", "Grand type", false, &["client_credentials"])
+        },
+        FieldDescription {
+            description: Some(
+                "Scopes to ask for, separated by spaces; unset asks for the server's default"
+                    .into(),
+            ),
+            ..field("scope", "Scope", FieldType::Text, false)
+        },
+        FieldDescription {
+            value_labels: [
+                ("header".into(), "Send client credentials in header".into()),
+                ("body".into(), "Send client credentials in body".into()),
+            ]
+            .into(),
+            description: Some(
+                "How id and secret are sent: HTTP Basic header, or form fields of the body".into(),
+            ),
+            default: Some("header".into()),
+            ..choice(
+                "clientAuthentication",
+                "Client Authentication",
+                false,
+                &["header", "body"],
+            )
+        },
     ];
-    let destination =
-        |key: &str, label: &str| field(key, label, FieldType::DestinationField, false);
+    let destination = |key: &str, label: &str, what: &str| FieldDescription {
+        description: Some(format!(
+            "Where the {what} goes: a JSON Pointer into the record, or a later posthandler's \
+             field ('<posthandler> | <field>'); unset writes nothing"
+        )),
+        ..field(key, label, FieldType::DestinationField, false)
+    };
     vec![
         FieldDescription {
             item_label: Some("Destination System".into()),
             item_fields: system,
+            description: Some(
+                "The token endpoints and clients, at most one per server type".into(),
+            ),
             ..field(
                 "destinationSystems",
                 "Destination Systems",
@@ -158,21 +213,35 @@ pub fn fields() -> Vec<FieldDescription> {
                 true,
             )
         },
-        destination("destinationFieldForToken", "Destination Field for Token"),
+        destination(
+            "destinationFieldForToken",
+            "Destination Field for Token",
+            "access token",
+        ),
         destination(
             "destinationFieldForRefreshToken",
             "Destination Field for Refresh Token",
+            "refresh token (removed when the server sends none)",
         ),
         destination(
             "destinationFieldForExpires",
             "Destination Field for Expires",
+            "token's expiry",
         ),
-        choice(
-            "expiresFormat",
-            "Expires Format",
-            false,
-            &["rfc3339", "epochSeconds", "expiresIn"],
-        ),
+        FieldDescription {
+            description: Some(
+                "How the expiry is written: RFC 3339 UTC time, seconds since the epoch, or the \
+                 lifetime in seconds"
+                    .into(),
+            ),
+            default: Some("rfc3339".into()),
+            ..choice(
+                "expiresFormat",
+                "Expires Format",
+                false,
+                &["rfc3339", "epochSeconds", "expiresIn"],
+            )
+        },
         token_refresh_window_field(),
     ]
 }
@@ -209,9 +278,7 @@ fn field(key: &str, label: &str, field_type: FieldType, required: bool) -> Field
         label: label.into(),
         field_type,
         required,
-        allowed_values: vec![],
-        item_label: None,
-        item_fields: vec![],
+        ..FieldDescription::default()
     }
 }
 
@@ -520,6 +587,7 @@ mod tests {
     use super::*;
 
     use serde_json::json;
+    use serde_json::Value;
 
     use crate::token::tests::FakeTransport;
     use crate::token::TransportError;
@@ -736,5 +804,45 @@ mod tests {
             shown.contains("shop-export"),
             "the client id is not secret: {shown}"
         );
+    }
+
+    #[test]
+    fn every_described_system_key_is_one_the_parser_accepts() {
+        // The host refuses keys no description names, the parser refuses
+        // keys it does not know: both lists must agree, or contexts that
+        // pass `check` would fail at `configure`.
+        let fields = fields();
+        let base = json!({
+            "limitToServertype": "test",
+            "restUrl": "https://auth.example.com/token",
+            "restUser": "shop-export",
+            "restPassword": "canary-secret",
+        });
+        let parse_with = |key: &str, value: Value| {
+            let mut system = base.clone();
+            system[key] = value;
+            let context = json!({"postProcessorPlugins": [{
+                "plugin": "OAuth 2.0",
+                "destinationSystems": [system],
+                "destinationFieldForToken": "/auth/accessToken",
+            }]});
+            OAuthConfig::parse(&context.to_string(), 0)
+        };
+        for field in &fields[0].item_fields {
+            let value = field
+                .default
+                .clone()
+                .or_else(|| field.allowed_values.first().cloned())
+                .unwrap_or_else(|| "x".into());
+            if let Err(error) = parse_with(&field.key, json!(value)) {
+                assert!(
+                    !error.problem.contains("unknown key"),
+                    "{}: {error}",
+                    field.key
+                );
+            }
+        }
+        let error = parse_with("restPasword", json!("x")).unwrap_err();
+        assert!(error.problem.contains("unknown key"), "{error}");
     }
 }
