@@ -13,6 +13,9 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Map;
 use serde_json::Value;
@@ -24,7 +27,7 @@ use crate::secret::ClientSecret;
 
 /// The keys a destination system may have; any other key is an error, so
 /// that a typo (`restPasword`) does not pass silently.
-const SYSTEM_KEYS: [&str; 7] = [
+const SYSTEM_KEYS: [&str; 15] = [
     "limitToServertype",
     "restUrl",
     "restUser",
@@ -32,7 +35,23 @@ const SYSTEM_KEYS: [&str; 7] = [
     "grantType",
     "scope",
     "clientAuthentication",
+    "audience",
+    "resource",
+    "allowedTokenTypes",
+    "caCertificateFile",
+    "proxy",
+    "allowInsecureHttp",
+    "connectTimeoutSeconds",
+    "timeoutSeconds",
 ];
+
+/// The largest `connectTimeoutSeconds` and `timeoutSeconds` accepted: a
+/// record waits this long at most for its token.
+pub const MAX_TIMEOUT_SECONDS: u64 = 300;
+
+/// The largest CA bundle read, in bytes; a PEM bundle of every public CA is
+/// about 250 KB.
+const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The destination keys of the entry, in the order of the suite's form.
 const DESTINATION_KEYS: [&str; 3] = [
@@ -182,6 +201,141 @@ pub struct DestinationSystem {
     pub scope: Option<String>,
     /// How id and secret travel.
     pub client_authentication: ClientAuthentication,
+    /// The optional keys: extra request parameters, accepted token types and
+    /// how the request travels.
+    pub options: SystemOptions,
+}
+
+/// The optional settings of a destination system; [`Default`] is what a
+/// system without them gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemOptions {
+    /// `audience`: the API the token is for, a parameter Auth0 and others
+    /// require for client credentials.
+    pub audience: Option<String>,
+    /// `resource` (RFC 8707): the absolute URI of the target service, without
+    /// a fragment, as Azure AD v1 and others require.
+    pub resource: Option<String>,
+    /// `allowedTokenTypes`: the token types accepted besides none, compared
+    /// case-insensitively (RFC 6749 section 7.1); only `Bearer` by default.
+    pub allowed_token_types: Vec<String>,
+    /// How the request travels.
+    pub transport: TransportOptions,
+}
+
+impl Default for SystemOptions {
+    fn default() -> Self {
+        SystemOptions {
+            audience: None,
+            resource: None,
+            allowed_token_types: vec!["Bearer".to_owned()],
+            transport: TransportOptions::default(),
+        }
+    }
+}
+
+/// How a token request travels: the settings the HTTP client is built with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TransportOptions {
+    /// `caCertificateFile`: the CAs trusted instead of the built-in public
+    /// ones, read at configure time.
+    pub ca_certificates: Option<CaBundle>,
+    /// `proxy`: the HTTP CONNECT proxy for this system; `None` means the
+    /// environment decides (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).
+    pub proxy: Option<ProxyUrl>,
+    /// `connectTimeoutSeconds`: the time to open the connection, TLS
+    /// included ([`crate::http::CONNECT_TIMEOUT`] by default).
+    pub connect_timeout: Duration,
+    /// `timeoutSeconds`: the time for one whole exchange
+    /// ([`crate::http::OVERALL_TIMEOUT`] by default).
+    pub timeout: Duration,
+    /// `allowInsecureHttp` on a `dev` system: plain http to a host that is
+    /// not loopback was allowed, and is warned about at first use.
+    pub insecure_http: bool,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            ca_certificates: None,
+            proxy: None,
+            connect_timeout: crate::http::CONNECT_TIMEOUT,
+            timeout: crate::http::OVERALL_TIMEOUT,
+            insecure_http: false,
+        }
+    }
+}
+
+impl fmt::Debug for TransportOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransportOptions")
+            .field("ca_certificates", &self.ca_certificates)
+            .field("proxy", &self.proxy)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("insecure_http", &self.insecure_http)
+            .finish()
+    }
+}
+
+/// A PEM file of CA certificates, with the bytes read at configure time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaBundle {
+    /// Where it was read from, for messages.
+    pub path: PathBuf,
+    /// The file's bytes, checked to hold at least one certificate.
+    pub pem: Arc<Vec<u8>>,
+}
+
+impl fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaBundle")
+            .field("path", &self.path)
+            .field("bytes", &self.pem.len())
+            .finish()
+    }
+}
+
+/// A proxy URL, which may carry a user name and password: shown without
+/// them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl(Url);
+
+impl ProxyUrl {
+    /// Checks `value` as a proxy URL: `http://host:port`, user info allowed.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let url = Url::parse(value.trim()).map_err(|_| "not an absolute URL".to_owned())?;
+        if url.scheme() != "http" {
+            return Err(format!(
+                "scheme '{}' is not supported (use http://host:port of a CONNECT proxy)",
+                one_line(url.scheme(), 20)
+            ));
+        }
+        if url.host().is_none() {
+            return Err("has no host".to_owned());
+        }
+        Ok(ProxyUrl(url))
+    }
+
+    /// The URL as given, user info included.
+    ///
+    /// # Security warning
+    ///
+    /// It may hold the proxy's password: pass it only to the HTTP client.
+    pub fn secret(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The URL for messages: no user info, path, or query.
+    pub fn redacted(&self) -> String {
+        redacted_url(&self.0)
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ProxyUrl").field(&self.redacted()).finish()
+    }
 }
 
 impl fmt::Debug for DestinationSystem {
@@ -193,6 +347,7 @@ impl fmt::Debug for DestinationSystem {
             .field("client_secret", &self.client_secret)
             .field("scope", &self.scope)
             .field("client_authentication", &self.client_authentication)
+            .field("options", &self.options)
             .finish()
     }
 }
@@ -366,7 +521,12 @@ fn parse_system(system: &Value, place: &str) -> Result<DestinationSystem, Config
             ),
         )
     })?;
-    let token_url = parse_token_url(required_string(system, "restUrl", place)?, &at("restUrl"))?;
+    let insecure_http = parse_allow_insecure_http(system, server_type, place)?;
+    let token_url = parse_token_url(
+        required_string(system, "restUrl", place)?,
+        &at("restUrl"),
+        insecure_http,
+    )?;
     let client_id = ClientId::new(required_string(system, "restUser", place)?);
     let client_secret = ClientSecret::new(required_string(system, "restPassword", place)?);
 
@@ -397,6 +557,10 @@ fn parse_system(system: &Value, place: &str) -> Result<DestinationSystem, Config
         }
     };
 
+    // Remembered only where it matters, so that the warning is not given
+    // for an https or loopback URL.
+    let plain_http_elsewhere = token_url.url().scheme() == "http" && !is_loopback(token_url.url());
+    let options = parse_options(system, place, insecure_http && plain_http_elsewhere)?;
     Ok(DestinationSystem {
         server_type,
         token_url,
@@ -404,21 +568,206 @@ fn parse_system(system: &Value, place: &str) -> Result<DestinationSystem, Config
         client_secret,
         scope,
         client_authentication,
+        options,
     })
+}
+
+/// `allowInsecureHttp`: a JSON boolean or `"true"`/`"false"` (as a form
+/// saves it); `true` is refused on a system that is not `dev`.
+fn parse_allow_insecure_http(
+    system: &Map<String, Value>,
+    server_type: ServerType,
+    place: &str,
+) -> Result<bool, ConfigError> {
+    let at = format!("{place}.allowInsecureHttp");
+    let allowed = match system.get("allowInsecureHttp") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(allowed)) => *allowed,
+        Some(Value::String(text)) if text.is_empty() || text == "false" => false,
+        Some(Value::String(text)) if text == "true" => true,
+        Some(_) => return Err(ConfigError::new(at, "not true or false")),
+    };
+    if allowed && server_type != ServerType::Dev {
+        return Err(ConfigError::new(
+            at,
+            format!("only a dev system may allow plain http (this one is {server_type})"),
+        ));
+    }
+    Ok(allowed)
+}
+
+fn parse_options(
+    system: &Map<String, Value>,
+    place: &str,
+    insecure_http: bool,
+) -> Result<SystemOptions, ConfigError> {
+    let at = |key: &str| format!("{place}.{key}");
+    let audience = match optional_string(system, "audience", place)? {
+        None => None,
+        Some(audience) if audience.trim().is_empty() => None,
+        Some(audience) if audience.chars().any(char::is_control) => {
+            return Err(ConfigError::new(
+                at("audience"),
+                "must not hold control characters",
+            ))
+        }
+        Some(audience) => Some(audience.trim().to_owned()),
+    };
+    let resource = match optional_string(system, "resource", place)? {
+        None => None,
+        Some(resource) if resource.trim().is_empty() => None,
+        Some(resource) => Some(parse_resource(resource, &at("resource"))?),
+    };
+    let allowed_token_types = parse_token_types(system, &at("allowedTokenTypes"))?;
+    let ca_certificates = match optional_string(system, "caCertificateFile", place)? {
+        None => None,
+        Some(path) => Some(read_ca_bundle(path, &at("caCertificateFile"))?),
+    };
+    let proxy = match optional_string(system, "proxy", place)? {
+        None => None,
+        Some(proxy) if proxy.trim().is_empty() => None,
+        // The value is never quoted: it may hold the proxy's password.
+        Some(proxy) => {
+            Some(ProxyUrl::parse(proxy).map_err(|problem| ConfigError::new(at("proxy"), problem))?)
+        }
+    };
+    let defaults = TransportOptions::default();
+    let connect_timeout =
+        parse_seconds(system, "connectTimeoutSeconds", place)?.unwrap_or(defaults.connect_timeout);
+    let timeout = parse_seconds(system, "timeoutSeconds", place)?.unwrap_or(defaults.timeout);
+    Ok(SystemOptions {
+        audience,
+        resource,
+        allowed_token_types,
+        transport: TransportOptions {
+            ca_certificates,
+            proxy,
+            connect_timeout,
+            timeout,
+            insecure_http,
+        },
+    })
+}
+
+/// A resource indicator (RFC 8707 section 2): an absolute URI without a
+/// fragment. Quoted in no message, like every URL of the configuration.
+fn parse_resource(value: &str, place: &str) -> Result<String, ConfigError> {
+    let url = Url::parse(value.trim())
+        .map_err(|_| ConfigError::new(place, "not an absolute URI (RFC 8707 section 2)"))?;
+    if url.fragment().is_some() {
+        return Err(ConfigError::new(
+            place,
+            "must not have a fragment (#...) (RFC 8707 section 2)",
+        ));
+    }
+    Ok(value.trim().to_owned())
+}
+
+/// `allowedTokenTypes`: a JSON list of names, or one string of names
+/// separated by spaces or commas. Bearer is always allowed.
+fn parse_token_types(system: &Map<String, Value>, place: &str) -> Result<Vec<String>, ConfigError> {
+    let mut names: Vec<String> = match system.get("allowedTokenTypes") {
+        None | Some(Value::Null) => vec![],
+        Some(Value::String(text)) => text
+            .split([' ', ','])
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|name| match name {
+                Value::String(name) if !name.trim().is_empty() => Ok(name.trim().to_owned()),
+                _ => Err(ConfigError::new(
+                    place,
+                    "every entry must be a token type name",
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(ConfigError::new(place, "not a list of token type names")),
+    };
+    let valid = |c: char| c.is_ascii_alphanumeric() || "-._".contains(c);
+    if let Some(bad) = names.iter().find(|name| !name.chars().all(valid)) {
+        return Err(ConfigError::new(
+            place,
+            format!("'{}' is not a token type name", one_line(bad, 40)),
+        ));
+    }
+    if !names.iter().any(|name| name.eq_ignore_ascii_case("bearer")) {
+        names.insert(0, "Bearer".to_owned());
+    }
+    Ok(names)
+}
+
+/// Reads a PEM CA bundle at configure time, so that a wrong path fails
+/// before any record, and checks that it holds a certificate.
+fn read_ca_bundle(path: &str, place: &str) -> Result<CaBundle, ConfigError> {
+    use std::io::Read as _;
+    let path = PathBuf::from(path);
+    let shown = one_line(&path.display().to_string(), 200);
+    let mut pem = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|file| file.take(MAX_CA_FILE_BYTES + 1).read_to_end(&mut pem))
+        .map_err(|error| ConfigError::new(place, format!("cannot read '{shown}': {error}")))?;
+    if pem.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(ConfigError::new(
+            place,
+            format!("'{shown}' is larger than {MAX_CA_FILE_BYTES} bytes"),
+        ));
+    }
+    let certificates = ureq::tls::parse_pem(&pem)
+        .filter(|item| matches!(item, Ok(ureq::tls::PemItem::Certificate(_))))
+        .count();
+    if certificates == 0 {
+        return Err(ConfigError::new(
+            place,
+            format!("'{shown}' holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+        ));
+    }
+    Ok(CaBundle {
+        path,
+        pem: Arc::new(pem),
+    })
+}
+
+/// A number of seconds from 1 to [`MAX_TIMEOUT_SECONDS`], as a JSON number
+/// or a string of digits; `None` when not set.
+fn parse_seconds(
+    system: &Map<String, Value>,
+    key: &str,
+    place: &str,
+) -> Result<Option<Duration>, ConfigError> {
+    let at = || format!("{place}.{key}");
+    let seconds = match system.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(text)) if text.trim().is_empty() => return Ok(None),
+        Some(Value::String(text)) => text.trim().parse::<f64>().ok(),
+        Some(Value::Number(number)) => number.as_f64(),
+        Some(_) => None,
+    };
+    match seconds {
+        Some(seconds) if seconds > 0.0 && seconds <= MAX_TIMEOUT_SECONDS as f64 => {
+            Ok(Some(Duration::from_secs_f64(seconds)))
+        }
+        _ => Err(ConfigError::new(
+            at(),
+            format!("not a number of seconds from 1 to {MAX_TIMEOUT_SECONDS}"),
+        )),
+    }
 }
 
 /// Checks the token endpoint URL. The value itself is never quoted in the
 /// error: it may carry a key in its query or a password in its userinfo.
-fn parse_token_url(value: &str, place: &str) -> Result<TokenUrl, ConfigError> {
+fn parse_token_url(value: &str, place: &str, insecure_http: bool) -> Result<TokenUrl, ConfigError> {
     let url =
         Url::parse(value.trim()).map_err(|_| ConfigError::new(place, "not an absolute URL"))?;
     match url.scheme() {
         "https" => {}
-        "http" if is_loopback(&url) => {}
+        "http" if is_loopback(&url) || insecure_http => {}
         "http" => {
             return Err(ConfigError::new(
                 place,
-                "https is required (plain http only to a loopback host such as 127.0.0.1)",
+                "https is required (plain http only to a loopback host such as 127.0.0.1, or \
+                 on a dev system with allowInsecureHttp)",
             ))
         }
         other => {
@@ -444,7 +793,8 @@ fn parse_token_url(value: &str, place: &str) -> Result<TokenUrl, ConfigError> {
     Ok(TokenUrl(url))
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Whether `url` names a loopback host (`localhost`, 127.0.0.0/8, ::1).
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
         Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
@@ -748,7 +1098,8 @@ mod tests {
             (
                 with_system_key("restUrl", json!("http://auth.example.com/token")),
                 "postProcessorPlugins[0].destinationSystems[0].restUrl: https is required \
-                 (plain http only to a loopback host such as 127.0.0.1)",
+                 (plain http only to a loopback host such as 127.0.0.1, or on a dev system \
+                 with allowInsecureHttp)",
             ),
             (
                 with_system_key("restUrl", json!("ftp://auth.example.com/token")),
@@ -936,7 +1287,13 @@ mod tests {
                 std::time::Duration::from_secs(seconds)
             );
         }
-        for value in [json!(-1), json!(1.5), json!("soon"), json!(86_401), json!(true)] {
+        for value in [
+            json!(-1),
+            json!(1.5),
+            json!("soon"),
+            json!(86_401),
+            json!(true),
+        ] {
             context["postProcessorPlugins"][0]["tokenRefreshWindowSeconds"] = value;
             assert_eq!(
                 error_of(&context),

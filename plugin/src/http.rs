@@ -1,125 +1,350 @@
-//! The real [`Transport`]: one POST with ureq 3, as plain as possible.
+//! The real [`Transport`]: a POST with ureq 3, retried only when the server
+//! asks for it.
 //!
 //! This file owns the HTTP client's settings (no redirects, time limits, body
-//! cap, status codes returned rather than raised) and the translation of
-//! ureq's errors into [`TransportError`]s that say refused, DNS or timeout.
-//! What the request holds and what the response means is `token.rs`'s
-//! business.
+//! cap, gzip, status codes returned rather than raised, the trusted CAs and
+//! the proxy of each destination system), the retries inside one token
+//! request (429 and 503), and the translation of ureq's errors into
+//! [`TransportError`]s that say refused, DNS, timeout, truncated or which
+//! certificate problem. What the request holds and what the response means
+//! is `token.rs`'s and `response.rs`'s business.
 //!
 //! ureq logs through the `log` crate under its own targets; the host bridge
 //! (`posthandler_abi::logging`) forwards only `posthandler_oauth2` targets, so
-//! ureq's records, which may show headers at trace level, never leave the
+//! ureq's records, which show raw requests at trace level, never leave the
 //! plugin.
+//!
+//! # Proxies
+//!
+//! A system's `proxy` key wins. Otherwise the environment decides, as curl
+//! does: `HTTPS_PROXY` (or `https_proxy`) for an https token URL,
+//! `HTTP_PROXY` (or `http_proxy`) for an http one, `ALL_PROXY` for either,
+//! and no proxy for a host that `NO_PROXY` names (`*`, a host, a domain and
+//! its subdomains, `.domain`, or an IP address; ports are ignored). Only HTTP
+//! CONNECT proxies are supported.
 
 use std::io;
+use std::sync::Mutex;
 use std::time::Duration;
+use std::time::Instant;
+use std::time::SystemTime;
 
+use ureq::tls::PemItem;
+use ureq::tls::RootCerts;
+use ureq::tls::TlsConfig;
 use ureq::Agent;
+use ureq::Proxy;
+use url::Url;
 
+use crate::config::TransportOptions;
 use crate::token::HttpResponse;
 use crate::token::TokenRequest;
 use crate::token::Transport;
 use crate::token::TransportError;
 
-/// Time allowed to open the connection, TLS handshake included.
+/// Default time allowed to open the connection, TLS handshake included
+/// (a system's `connectTimeoutSeconds` overrides it).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Time allowed for the whole exchange, from resolving the host to the last
-/// byte of the body; a token endpoint that takes longer is treated as down.
+/// Default time allowed for one exchange, from resolving the host to the
+/// last byte of the body (a system's `timeoutSeconds` overrides it). The
+/// waits between retries count against it too, so one token request never
+/// takes much longer than this.
 pub const OVERALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The most body bytes read; a token response is a few hundred bytes, so
-/// anything near this is not one.
+/// The most body bytes read, after gzip decoding; a token response is a few
+/// hundred bytes, so anything near this is not one.
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
-/// Sends token requests with a ureq [`Agent`], reusing connections.
-#[derive(Debug, Clone)]
+/// How many times one token request is sent at most: the first try and two
+/// retries after 429 or 503.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The longest `Retry-After` that is waited for inside one token request; a
+/// server asking for more gets an error at once that says how long it
+/// asked for (a cache in front may honour it across requests).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// The first wait after a 429 or 503 without `Retry-After`; it doubles for
+/// each further retry.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Statuses that ask the client to come back later (RFC 6585 section 4,
+/// RFC 9110 section 15.6.4); nothing else is retried.
+fn is_retryable(status: u16) -> bool {
+    matches!(status, 429 | 503)
+}
+
+/// Sends token requests with a ureq [`Agent`] per destination system's
+/// settings, reusing connections.
+#[derive(Debug, Default)]
 pub struct UreqTransport {
-    agent: Agent,
+    /// Built on first use, one per distinct [`TransportOptions`] (a
+    /// configured plugin has one).
+    agents: Mutex<Vec<(TransportOptions, Url, Agent)>>,
 }
 
 impl UreqTransport {
     /// A transport with the plugin's settings.
     pub fn new() -> Self {
-        let config = Agent::config_builder()
-            // 4xx bodies carry the RFC 6749 section 5.2 error: read them.
-            .http_status_as_error(false)
-            // A redirect would carry the client secret to a place nobody
-            // configured; 0 returns the 3xx response as it is.
-            .max_redirects(0)
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(OVERALL_TIMEOUT))
-            .user_agent(concat!("posthandler-oauth2/", env!("CARGO_PKG_VERSION")))
-            .build();
-        UreqTransport {
-            agent: config.new_agent(),
+        UreqTransport::default()
+    }
+
+    fn agent(&self, request: &TokenRequest) -> Result<Agent, TransportError> {
+        let url = request.url.url();
+        let mut agents = self
+            .agents
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, _, agent)) = agents
+            .iter()
+            .find(|(options, for_url, _)| *options == request.transport && for_url == url)
+        {
+            return Ok(agent.clone());
         }
+        let agent = build_agent(url, &request.transport)?;
+        agents.push((request.transport.clone(), url.clone(), agent.clone()));
+        Ok(agent)
     }
 }
 
-impl Default for UreqTransport {
-    fn default() -> Self {
-        Self::new()
+/// An agent for token requests to `url` with `options`.
+fn build_agent(url: &Url, options: &TransportOptions) -> Result<Agent, TransportError> {
+    let shown = crate::config::redacted_url(url);
+    if options.insecure_http {
+        log::warn!(
+            "token requests to {shown} use plain http (allowInsecureHttp on a dev system): the \
+             client secret and the token travel unencrypted"
+        );
     }
+    let mut tls = TlsConfig::builder();
+    if let Some(bundle) = &options.ca_certificates {
+        let certificates: Vec<_> = ureq::tls::parse_pem(&bundle.pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(certificate)) => Some(certificate),
+                _ => None,
+            })
+            .collect();
+        log::debug!(
+            "token requests to {shown} trust only the {} CA certificate(s) of {}",
+            certificates.len(),
+            bundle.path.display()
+        );
+        tls = tls.root_certs(RootCerts::new_with_certs(&certificates));
+    }
+    let proxy = proxy_for(url, options)?;
+    let config = Agent::config_builder()
+        // 4xx bodies carry the RFC 6749 section 5.2 error: read them.
+        .http_status_as_error(false)
+        // A redirect would carry the client secret to a place nobody
+        // configured; 0 returns the 3xx response as it is.
+        .max_redirects(0)
+        .timeout_connect(Some(options.connect_timeout))
+        .timeout_global(Some(options.timeout))
+        .tls_config(tls.build())
+        .proxy(proxy)
+        .user_agent(concat!("posthandler-oauth2/", env!("CARGO_PKG_VERSION")))
+        .build();
+    Ok(config.new_agent())
+}
+
+/// The proxy for `url`: the system's own, else the environment's unless
+/// `NO_PROXY` names the host.
+fn proxy_for(url: &Url, options: &TransportOptions) -> Result<Option<Proxy>, TransportError> {
+    let shown = crate::config::redacted_url(url);
+    let invalid = |from: &str| TransportError::Other(format!("the proxy in {from} is not a URL"));
+    if let Some(proxy) = &options.proxy {
+        log::debug!(
+            "token requests to {shown} go through proxy {} (the system's proxy key)",
+            proxy.redacted()
+        );
+        return Proxy::new(proxy.secret())
+            .map(Some)
+            .map_err(|_| invalid("the proxy key"));
+    }
+    let host = url.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    };
+    let names: &[&str] = if url.scheme() == "https" {
+        &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+    } else {
+        &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+    };
+    let Some((name, value)) = names
+        .iter()
+        .find_map(|name| env(name).map(|value| (*name, value)))
+    else {
+        return Ok(None);
+    };
+    let no_proxy = env("NO_PROXY")
+        .or_else(|| env("no_proxy"))
+        .unwrap_or_default();
+    if no_proxy_matches(&no_proxy, host) {
+        log::debug!("token requests to {shown} bypass the proxy of {name} (NO_PROXY)");
+        return Ok(None);
+    }
+    let value = value.trim();
+    // Like curl, a proxy given without a scheme is an http one.
+    let value = if value.contains("://") {
+        value.to_owned()
+    } else {
+        format!("http://{value}")
+    };
+    let proxy = crate::config::ProxyUrl::parse(&value).map_err(|_| invalid(name))?;
+    log::debug!(
+        "token requests to {shown} go through proxy {} (from {name})",
+        proxy.redacted()
+    );
+    Proxy::new(proxy.secret())
+        .map(Some)
+        .map_err(|_| invalid(name))
+}
+
+/// Whether a `NO_PROXY` list names `host`.
+pub fn no_proxy_matches(list: &str, host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    list.split(',').map(str::trim).any(|entry| {
+        if entry == "*" {
+            return true;
+        }
+        let entry = entry.trim_start_matches('[');
+        // An entry may carry a port (`host:8080`, `[::1]:8080`); ports are
+        // ignored, but a bare IPv6 address keeps its colons.
+        let entry = match entry.split_once(']') {
+            Some((address, _)) => address,
+            None if entry.matches(':').count() == 1 => entry.split(':').next().unwrap_or(""),
+            None => entry,
+        };
+        let entry = entry
+            .trim_start_matches("*.")
+            .trim_start_matches('.')
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        !entry.is_empty() && (host == entry || host.ends_with(&format!(".{entry}")))
+    })
 }
 
 impl Transport for UreqTransport {
     fn send(&self, request: &TokenRequest) -> Result<HttpResponse, TransportError> {
-        let mut builder = self.agent.post(request.url.url().as_str());
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
-        let mut response = builder
-            .send(request.body.as_bytes())
-            .map_err(transport_error)?;
-
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
-            .collect();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY_BYTES)
-            .read_to_vec()
-            .map_err(transport_error)?;
-        Ok(HttpResponse {
-            status,
-            headers,
-            body,
-        })
+        let agent = self.agent(request)?;
+        let deadline = request.transport.timeout;
+        send_with_retries(
+            || send_once(&agent, request),
+            deadline,
+            SystemTime::now,
+            std::thread::sleep,
+        )
     }
+}
+
+/// Sends with `send` until the answer is not 429 or 503, at most
+/// [`MAX_ATTEMPTS`] times, waiting as `Retry-After` says (when it is at most
+/// [`MAX_RETRY_AFTER`]) or with a doubling backoff from
+/// [`INITIAL_BACKOFF`], and never past `budget` in all. The last answer is
+/// returned as it came, so its `Retry-After` reaches the error.
+pub fn send_with_retries(
+    mut send: impl FnMut() -> Result<HttpResponse, TransportError>,
+    budget: Duration,
+    now: impl Fn() -> SystemTime,
+    sleep: impl Fn(Duration),
+) -> Result<HttpResponse, TransportError> {
+    let started = Instant::now();
+    let mut waited = Duration::ZERO;
+    let mut backoff = INITIAL_BACKOFF;
+    for attempt in 1.. {
+        let response = send()?;
+        if !is_retryable(response.status) || attempt >= MAX_ATTEMPTS {
+            return Ok(response);
+        }
+        let delay = match crate::token::retry_after(&response, now()) {
+            Some(asked) if asked > MAX_RETRY_AFTER => return Ok(response),
+            Some(asked) => asked,
+            None => backoff,
+        };
+        backoff *= 2;
+        // The time spent sending counts as well as the waits.
+        let spent = started.elapsed().max(waited);
+        if spent + delay > budget {
+            return Ok(response);
+        }
+        log::debug!(
+            "token endpoint answered HTTP {}; retry {attempt} of {} in {} ms",
+            response.status,
+            MAX_ATTEMPTS - 1,
+            delay.as_millis()
+        );
+        sleep(delay);
+        waited += delay;
+    }
+    unreachable!("the loop returns by the last attempt")
+}
+
+fn send_once(agent: &Agent, request: &TokenRequest) -> Result<HttpResponse, TransportError> {
+    let mut builder = agent.post(request.url.url().as_str());
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    let options = &request.transport;
+    let mut response = builder
+        .send(request.body.as_bytes())
+        .map_err(|error| transport_error(error, options))?;
+
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+        .collect();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY_BYTES)
+        .read_to_vec()
+        .map_err(|error| transport_error(error, options))?;
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Describes a ureq error without quoting the request: some variants hold a
 /// header or the URL, which may carry credentials.
-fn transport_error(error: ureq::Error) -> TransportError {
+fn transport_error(error: ureq::Error, options: &TransportOptions) -> TransportError {
     match error {
         ureq::Error::HostNotFound => TransportError::HostNotFound,
-        ureq::Error::Io(error) => io_error(&error),
+        ureq::Error::Io(error) => io_error(&error, options),
         ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
             TransportError::Timeout(format!(
-                "no connection within {} s",
-                CONNECT_TIMEOUT.as_secs()
+                "no connection within {} (connectTimeoutSeconds)",
+                seconds(options.connect_timeout)
             ))
         }
         ureq::Error::Timeout(ureq::Timeout::Global) => TransportError::Timeout(format!(
-            "no complete response within {} s",
-            OVERALL_TIMEOUT.as_secs()
+            "no complete response within {} (timeoutSeconds)",
+            seconds(options.timeout)
         )),
         ureq::Error::Timeout(which) => TransportError::Timeout(format!("{which}")),
         ureq::Error::BodyExceedsLimit(limit) => TransportError::BodyTooLarge(limit),
         ureq::Error::Tls(reason) => TransportError::Tls(reason.to_owned()),
-        ureq::Error::Rustls(error) => TransportError::Tls(error.to_string()),
+        ureq::Error::Rustls(error) => rustls_error(&error, options),
         ureq::Error::Pem(_) => TransportError::Tls("unreadable certificate".to_owned()),
         ureq::Error::ConnectionFailed => TransportError::Other("connection failed".to_owned()),
+        ureq::Error::Decompress(..) => {
+            TransportError::Other("the gzip-encoded body does not decode".to_owned())
+        }
         ureq::Error::Protocol(_) | ureq::Error::LargeResponseHeader(..) => {
             TransportError::Other("malformed HTTP response".to_owned())
         }
-        ureq::Error::ConnectProxyFailed(_) | ureq::Error::InvalidProxyUrl => {
-            TransportError::Other("the HTTP proxy refused or is misconfigured".to_owned())
+        ureq::Error::ConnectProxyFailed(_) => {
+            TransportError::Other("the HTTP proxy refused the CONNECT request".to_owned())
+        }
+        ureq::Error::InvalidProxyUrl => {
+            TransportError::Other("the HTTP proxy is misconfigured".to_owned())
         }
         ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
             TransportError::Other("the HTTP client could not build the request".to_owned())
@@ -128,13 +353,58 @@ fn transport_error(error: ureq::Error) -> TransportError {
     }
 }
 
-fn io_error(error: &io::Error) -> TransportError {
+fn seconds(duration: Duration) -> String {
+    format!("{} s", duration.as_secs_f64())
+}
+
+fn io_error(error: &io::Error, options: &TransportOptions) -> TransportError {
+    if let Some(tls) = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        return rustls_error(tls, options);
+    }
     match error.kind() {
         io::ErrorKind::ConnectionRefused => TransportError::ConnectionRefused,
-        io::ErrorKind::TimedOut => TransportError::Timeout("the network timed out".to_owned()),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            TransportError::Timeout("the network timed out".to_owned())
+        }
+        io::ErrorKind::UnexpectedEof => TransportError::Truncated,
+        // std reports a failed getaddrinfo as an uncategorised io error
+        // with this text; ureq passes it on as it is.
+        _ if error
+            .to_string()
+            .starts_with("failed to lookup address information") =>
+        {
+            TransportError::HostNotFound
+        }
         // io errors describe the socket (reset, unreachable), never the request.
         _ => TransportError::Other(error.to_string()),
     }
+}
+
+/// Names the certificate problem, with the fix where there is one.
+fn rustls_error(error: &rustls::Error, options: &TransportOptions) -> TransportError {
+    use rustls::CertificateError as E;
+    let trust = match &options.ca_certificates {
+        Some(bundle) => format!("not among the CAs of {}", bundle.path.display()),
+        None => "not a public CA (set caCertificateFile to the company CA's PEM file)".to_owned(),
+    };
+    let text = match error {
+        rustls::Error::InvalidCertificate(E::UnknownIssuer) => {
+            format!("certificate from an unknown issuer: {trust}")
+        }
+        rustls::Error::InvalidCertificate(E::NotValidForName)
+        | rustls::Error::InvalidCertificate(E::NotValidForNameContext { .. }) => {
+            "certificate is not valid for the host name of restUrl".to_owned()
+        }
+        rustls::Error::InvalidCertificate(E::Expired | E::ExpiredContext { .. }) => {
+            "certificate has expired".to_owned()
+        }
+        rustls::Error::InvalidCertificate(other) => format!("invalid certificate: {other:?}"),
+        other => other.to_string(),
+    };
+    TransportError::Tls(text)
 }
 
 #[cfg(test)]

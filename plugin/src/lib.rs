@@ -192,6 +192,7 @@ pub fn fields() -> Vec<FieldDescription> {
             )
         },
     ];
+    let system = [system, system_option_fields()].concat();
     let destination = |key: &str, label: &str, what: &str| FieldDescription {
         description: Some(format!(
             "Where the {what} goes: a JSON Pointer into the record, or a later posthandler's \
@@ -243,6 +244,92 @@ pub fn fields() -> Vec<FieldDescription> {
             )
         },
         token_refresh_window_field(),
+    ]
+}
+
+/// The optional keys of a destination system: extra request parameters,
+/// token types and transport settings (see [`config::SystemOptions`]).
+fn system_option_fields() -> Vec<FieldDescription> {
+    let described = |description: String, field: FieldDescription| FieldDescription {
+        description: Some(description),
+        ..field
+    };
+    vec![
+        described(
+            "The audience parameter of the token request (Auth0 and others require it)".into(),
+            field("audience", "Audience", FieldType::Text, false),
+        ),
+        described(
+            "The resource parameter (RFC 8707): an absolute URI without a fragment".into(),
+            field("resource", "Resource", FieldType::Url, false),
+        ),
+        described(
+            "Token types accepted besides Bearer (RFC 6749 section 7.1), separated by spaces"
+                .into(),
+            field(
+                "allowedTokenTypes",
+                "Allowed Token Types",
+                FieldType::Text,
+                false,
+            ),
+        ),
+        described(
+            "A PEM file of the CAs to trust for this system instead of the public ones".into(),
+            field(
+                "caCertificateFile",
+                "CA Certificate File (PEM)",
+                FieldType::Text,
+                false,
+            ),
+        ),
+        described(
+            "An HTTP CONNECT proxy (http://host:port) for this system; unset uses \
+             HTTPS_PROXY, HTTP_PROXY and NO_PROXY"
+                .into(),
+            field("proxy", "Proxy", FieldType::Url, false),
+        ),
+        FieldDescription {
+            default: Some("false".into()),
+            ..described(
+                "Allow plain http to a host that is not loopback; dev systems only, warned \
+                 about"
+                    .into(),
+                choice(
+                    "allowInsecureHttp",
+                    "Allow Insecure HTTP (dev only)",
+                    false,
+                    &["false", "true"],
+                ),
+            )
+        },
+        FieldDescription {
+            default: Some(http::CONNECT_TIMEOUT.as_secs().to_string()),
+            ..described(
+                format!(
+                    "Seconds to open the connection, TLS included (default {}, at most {})",
+                    http::CONNECT_TIMEOUT.as_secs(),
+                    config::MAX_TIMEOUT_SECONDS
+                ),
+                field(
+                    "connectTimeoutSeconds",
+                    "Connect Timeout (seconds)",
+                    FieldType::Text,
+                    false,
+                ),
+            )
+        },
+        FieldDescription {
+            default: Some(http::OVERALL_TIMEOUT.as_secs().to_string()),
+            ..described(
+                format!(
+                    "Seconds for one token request, retries after 429 or 503 included (default \
+                     {}, at most {})",
+                    http::OVERALL_TIMEOUT.as_secs(),
+                    config::MAX_TIMEOUT_SECONDS
+                ),
+                field("timeoutSeconds", "Timeout (seconds)", FieldType::Text, false),
+            )
+        },
     ]
 }
 
@@ -777,6 +864,14 @@ mod tests {
                 "Grand type",
                 "Scope",
                 "Client Authentication",
+                "Audience",
+                "Resource",
+                "Allowed Token Types",
+                "CA Certificate File (PEM)",
+                "Proxy",
+                "Allow Insecure HTTP (dev only)",
+                "Connect Timeout (seconds)",
+                "Timeout (seconds)",
             ]
         );
         assert_eq!(fields[0].item_label.as_deref(), Some("Destination System"));

@@ -36,7 +36,8 @@ pub struct TokenResponse {
     pub access_token: AccessToken,
     /// The token type as the server sent it, `Bearer` when it sent none.
     pub token_type: String,
-    /// The lifetime in seconds, if the server said.
+    /// The lifetime in seconds, if the server said; without it the cache
+    /// assumes [`crate::cache::DEFAULT_LIFETIME`].
     pub expires_in: Option<u64>,
     /// The refresh token, if the server issued one.
     pub refresh_token: Option<RefreshToken>,
@@ -69,18 +70,38 @@ pub fn parse_response(
         });
     }
 
+    // The content type is not trusted: servers label JSON text/plain or
+    // text/javascript, or send none. A form-encoded body is what GitHub
+    // answers to a client that does not ask for JSON.
     let object = match serde_json::from_slice::<Value>(&response.body) {
         Ok(Value::Object(object)) => Some(object),
-        _ => None,
+        _ => form_object(response),
     };
     let invalid = |problem: &str| invalid_response(url, response, object.as_ref(), problem);
+    if matches!(status, 429 | 503) {
+        return Err(unavailable(url, response, object.as_ref()));
+    }
     match &object {
         // A 200 with an `error` member is a refusal too: some servers do that.
         Some(object) if object.contains_key("error") => Err(refused(url, status, object)),
         Some(object) if (200..300).contains(&status) => {
             token_response(url, object).map_err(|problem| invalid(&problem))
         }
-        _ if matches!(status, 401 | 403) => Err(TokenError::Refused {
+        // RFC 6749 section 5.2: a failed client authentication may be a bare
+        // 401 with `WWW-Authenticate`; that is invalid_client.
+        _ if status == 401 => Err(TokenError::Refused {
+            url: url.redacted(),
+            status,
+            error: Some("invalid_client".to_owned()),
+            description: Some(match response.header("www-authenticate") {
+                Some(challenge) => format!(
+                    "no error body; WWW-Authenticate: {}",
+                    mask_token_like(&one_line(challenge.trim(), 100))
+                ),
+                None => "no error body".to_owned(),
+            }),
+        }),
+        _ if status == 403 => Err(TokenError::Refused {
             url: url.redacted(),
             status,
             error: None,
@@ -88,6 +109,51 @@ pub fn parse_response(
         }),
         Some(_) => Err(invalid("error response without an error member")),
         None => Err(invalid("body is not a JSON object")),
+    }
+}
+
+/// A form-encoded body (`access_token=...&token_type=bearer`) as the members
+/// of a JSON object, when it is one: labelled as a form, or unlabelled or
+/// text/plain and holding `access_token` or `error`.
+fn form_object(response: &HttpResponse) -> Option<Map<String, Value>> {
+    let media_type = response
+        .header("content-type")
+        .and_then(|value| value.split(';').next())
+        .map(|value| value.trim().to_ascii_lowercase());
+    let labelled_form = media_type.as_deref() == Some(crate::token::FORM_CONTENT_TYPE);
+    let may_be_form = labelled_form || matches!(media_type.as_deref(), None | Some("text/plain"));
+    let body = std::str::from_utf8(&response.body).ok()?.trim();
+    let form_alphabet = |c: char| c.is_ascii_graphic() && !"<>{}\"".contains(c);
+    if !may_be_form || body.is_empty() || !body.chars().all(form_alphabet) {
+        return None;
+    }
+    let mut object = Map::new();
+    for (name, value) in form_urlencoded::parse(body.as_bytes()) {
+        object
+            .entry(name.into_owned())
+            .or_insert(Value::String(value.into_owned()));
+    }
+    let known = object.contains_key("access_token") || object.contains_key("error");
+    (labelled_form || known).then_some(object)
+}
+
+/// A 429 or 503: the server asks to come back later.
+fn unavailable(
+    url: &TokenUrl,
+    response: &HttpResponse,
+    object: Option<&Map<String, Value>>,
+) -> TokenError {
+    let error = object.and_then(|object| match object.get("error") {
+        Some(Value::String(code)) if !code.trim().is_empty() => {
+            Some(mask_token_like(&one_line(code.trim(), 64)))
+        }
+        _ => None,
+    });
+    TokenError::Unavailable {
+        url: url.redacted(),
+        status: response.status,
+        error,
+        retry_after: crate::token::retry_after(response, std::time::SystemTime::now()),
     }
 }
 
@@ -151,14 +217,30 @@ fn expires_in(value: &Value) -> Result<u64, String> {
     }
 }
 
-/// Checks the token type (compared case-insensitively, RFC 6749 section 5.1).
+/// Checks that the token type is Bearer (compared case-insensitively, RFC
+/// 6749 section 5.1).
 pub fn check_bearer(url: &TokenUrl, response: TokenResponse) -> Result<TokenResponse, TokenError> {
-    if response.token_type.eq_ignore_ascii_case("bearer") {
+    check_token_type(url, response, &["Bearer".to_owned()])
+}
+
+/// Checks the token type against `allowed` (compared case-insensitively,
+/// RFC 6749 section 5.1): a client must not use a token whose type it does
+/// not understand (section 7.1).
+pub fn check_token_type(
+    url: &TokenUrl,
+    response: TokenResponse,
+    allowed: &[String],
+) -> Result<TokenResponse, TokenError> {
+    if allowed
+        .iter()
+        .any(|name| response.token_type.eq_ignore_ascii_case(name))
+    {
         return Ok(response);
     }
     Err(TokenError::UnsupportedTokenType {
         url: url.redacted(),
         token_type: mask_token_like(&one_line(&response.token_type, 40)),
+        allowed: allowed.join(", "),
     })
 }
 
@@ -321,7 +403,7 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "token request to http://127.0.0.1:4000/token: token type 'mac' is not supported \
-             (only Bearer)"
+             (allowed: Bearer; see allowedTokenTypes)"
         );
         assert_eq!(error.kind(), ErrorKind::InvalidResponse);
     }

@@ -28,7 +28,8 @@ use crate::clock::SystemClock;
 use crate::config::ClientAuthentication;
 use crate::config::DestinationSystem;
 use crate::config::TokenUrl;
-use crate::response::check_bearer;
+use crate::config::TransportOptions;
+use crate::response::check_token_type;
 use crate::response::parse_response;
 use crate::response::TokenResponse;
 use crate::secret::ClientId;
@@ -48,6 +49,9 @@ pub struct TokenRequest {
     pub headers: Vec<(String, String)>,
     /// The form-encoded body. With body authentication it holds the secret.
     pub body: String,
+    /// How the request travels (CA, proxy, time limits): the destination
+    /// system's settings, for the transport.
+    pub transport: TransportOptions,
 }
 
 impl TokenRequest {
@@ -90,6 +94,14 @@ pub fn client_credentials_request(system: &DestinationSystem) -> TokenRequest {
     if let Some(scope) = &system.scope {
         form.append_pair("scope", scope);
     }
+    // Not in RFC 6749, but Auth0 and others require `audience` for this grant.
+    if let Some(audience) = &system.options.audience {
+        form.append_pair("audience", audience);
+    }
+    // RFC 8707 section 2.1: the resource the token is meant for.
+    if let Some(resource) = &system.options.resource {
+        form.append_pair("resource", resource);
+    }
     match system.client_authentication {
         ClientAuthentication::Header => headers.push((
             "Authorization".to_owned(),
@@ -104,6 +116,7 @@ pub fn client_credentials_request(system: &DestinationSystem) -> TokenRequest {
         url: system.token_url.clone(),
         headers,
         body: form.finish(),
+        transport: system.options.transport.clone(),
     }
 }
 
@@ -184,9 +197,13 @@ pub enum TransportError {
     /// The TLS handshake failed, such as for an untrusted certificate.
     #[error("tls: {0}")]
     Tls(String),
-    /// The response body is larger than the limit, in bytes.
-    #[error("response body larger than {0} bytes")]
+    /// The response body is larger than the limit, in bytes; the rest was
+    /// not read.
+    #[error("response body larger than {0} bytes (not read further)")]
     BodyTooLarge(u64),
+    /// The connection closed before the body its headers announced.
+    #[error("response ended early (body shorter than its Content-Length)")]
+    Truncated,
     /// Anything else, described without request content.
     #[error("{0}")]
     Other(String),
@@ -263,14 +280,48 @@ pub enum TokenError {
         /// `empty body`.
         body: String,
     },
-    /// The server issued a token of another type than Bearer.
-    #[error("token request to {url}: token type '{token_type}' is not supported (only Bearer)")]
+    /// The server issued a token of a type the configuration does not allow.
+    #[error(
+        "token request to {url}: token type '{token_type}' is not supported (allowed: \
+         {allowed}; see allowedTokenTypes)"
+    )]
     UnsupportedTokenType {
         /// The token URL, without userinfo or query.
         url: String,
         /// The type the server named, sanitised.
         token_type: String,
+        /// The allowed types, comma-separated.
+        allowed: String,
     },
+    /// The server answered 429 or 503 (after any retries): it asks to come
+    /// back later, maybe saying when.
+    #[error(
+        "token request to {url}: server unavailable, HTTP {status}{}{}",
+        error.as_deref().map(|code| format!(" ({code})")).unwrap_or_default(),
+        wait(*retry_after)
+    )]
+    Unavailable {
+        /// The token URL, without userinfo or query.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's `error` code, sanitised, if it sent one.
+        error: Option<String>,
+        /// How long the server asked to wait (`Retry-After`).
+        retry_after: Option<Duration>,
+    },
+}
+
+fn wait(retry_after: Option<Duration>) -> String {
+    match retry_after {
+        Some(delay) if delay > crate::http::MAX_RETRY_AFTER => format!(
+            "; it asks to wait {} s, longer than the {} s waited for in one request",
+            delay.as_secs(),
+            crate::http::MAX_RETRY_AFTER.as_secs()
+        ),
+        Some(delay) => format!("; it asks to wait {} s", delay.as_secs()),
+        None => String::new(),
+    }
 }
 
 fn refusal(error: Option<&str>, description: Option<&str>, status: u16) -> String {
@@ -282,6 +333,15 @@ fn refusal(error: Option<&str>, description: Option<&str>, status: u16) -> Strin
 }
 
 impl TokenError {
+    /// How long the server asked the client to wait before asking again
+    /// (`Retry-After` of a final 429 or 503), for a cache to honour.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            TokenError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// The kind the host sees.
     ///
     /// Refusals are [`ErrorKind::Authorization`], except a 5xx answer whose
@@ -307,10 +367,10 @@ impl TokenError {
                 }
             }
             TokenError::Transport {
-                cause: TransportError::BodyTooLarge(_),
+                cause: TransportError::BodyTooLarge(_) | TransportError::Truncated,
                 ..
             } => ErrorKind::InvalidResponse,
-            TokenError::Transport { .. } => ErrorKind::Transport,
+            TokenError::Transport { .. } | TokenError::Unavailable { .. } => ErrorKind::Transport,
             TokenError::Redirected { .. }
             | TokenError::InvalidResponse { .. }
             | TokenError::UnsupportedTokenType { .. } => ErrorKind::InvalidResponse,
@@ -493,7 +553,9 @@ impl TokenClient {
                 cause,
             })?;
         parse_response(url, &response)
-            .and_then(|token| check_bearer(url, token))
+            .and_then(|token| {
+                check_token_type(url, token, &self.system.options.allowed_token_types)
+            })
             .map_err(|error| FetchFailure {
                 error,
                 retry_after: retry_after(&response, requested_at),
@@ -580,6 +642,7 @@ pub(crate) mod tests {
             client_secret: ClientSecret::new(secret),
             scope: Some("products.write".into()),
             client_authentication: auth,
+            options: crate::config::SystemOptions::default(),
         }
     }
 
