@@ -295,17 +295,21 @@ impl CachedToken {
         now < self.expires_at
     }
 
-    /// The token as a record gets it at `now`: `expires_in` becomes what is
-    /// left of it (rounded down), so every expiry format stays true.
+    /// The token as a record gets it at `now`: `expires_in` becomes the
+    /// whole seconds left of it, and `requested_at` the time that many
+    /// seconds before the expiry (within the last second), so that an
+    /// absolute expiry written from the two is the token's own.
     fn handout(&self, now: SystemTime) -> IssuedToken {
         let mut response = self.response.clone();
+        let mut requested_at = now;
         if response.expires_in.is_some() {
             let left = self.expires_at.duration_since(now).unwrap_or_default();
             response.expires_in = Some(left.as_secs());
+            requested_at = self.expires_at - Duration::from_secs(left.as_secs());
         }
         IssuedToken {
             response,
-            requested_at: now,
+            requested_at,
         }
     }
 }
@@ -897,7 +901,11 @@ mod tests {
         let later = source.token().unwrap();
         assert_eq!(later.response.access_token.secret(), "t0");
         assert_eq!(later.response.expires_in, Some(60), "what is left of it");
-        assert_eq!(later.requested_at, clock.now());
+        assert_eq!(
+            later.requested_at + Duration::from_secs(60),
+            first.requested_at + Duration::from_secs(3600),
+            "the same absolute expiry"
+        );
         assert_eq!((transport.count(), source.cache_hits()), (1, 1));
     }
 
