@@ -1268,6 +1268,107 @@ mod tests {
     }
 
     #[test]
+    fn optional_system_keys_parse_with_documented_defaults() {
+        let config = parse(&context_with(vec![system()])).unwrap();
+        assert_eq!(config.systems[0].options, SystemOptions::default());
+        let defaults = &config.systems[0].options.transport;
+        assert_eq!(defaults.connect_timeout, crate::http::CONNECT_TIMEOUT);
+        assert_eq!(defaults.timeout, crate::http::OVERALL_TIMEOUT);
+
+        let mut with = system();
+        with["audience"] = json!(" https://api.example.com/ ");
+        with["resource"] = json!("https://api.example.com/products");
+        with["allowedTokenTypes"] = json!("DPoP, mac");
+        with["proxy"] = json!("http://user:canary-proxy@127.0.0.1:3128");
+        with["timeoutSeconds"] = json!("2.5");
+        with["connectTimeoutSeconds"] = json!(1);
+        let config = parse(&context_with(vec![with])).unwrap();
+        let options = &config.systems[0].options;
+        assert_eq!(
+            options.audience.as_deref(),
+            Some("https://api.example.com/")
+        );
+        assert_eq!(options.allowed_token_types, ["Bearer", "DPoP", "mac"]);
+        assert_eq!(options.transport.timeout, Duration::from_millis(2500));
+        assert_eq!(options.transport.connect_timeout, Duration::from_secs(1));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("canary"), "{shown}");
+        assert!(shown.contains("http://127.0.0.1:3128/"), "{shown}");
+    }
+
+    #[test]
+    fn optional_system_keys_are_checked() {
+        let cases = [
+            (
+                "resource",
+                json!("relative/path"),
+                "resource: not an absolute URI",
+            ),
+            (
+                "resource",
+                json!("https://a.example/#x"),
+                "resource: must not have a fragment",
+            ),
+            (
+                "allowedTokenTypes",
+                json!("mac;pop"),
+                "'mac;pop' is not a token type name",
+            ),
+            (
+                "proxy",
+                json!("socks5://127.0.0.1:1080"),
+                "proxy: scheme 'socks5'",
+            ),
+            (
+                "timeoutSeconds",
+                json!("0"),
+                "timeoutSeconds: not a number of seconds",
+            ),
+            (
+                "connectTimeoutSeconds",
+                json!(301),
+                "not a number of seconds from 1 to 300",
+            ),
+            (
+                "allowInsecureHttp",
+                json!("yes"),
+                "allowInsecureHttp: not true or false",
+            ),
+            (
+                "allowInsecureHttp",
+                json!(true),
+                "only a dev system may allow plain http",
+            ),
+            (
+                "caCertificateFile",
+                json!("/nonexistent/ca.pem"),
+                "caCertificateFile: cannot read",
+            ),
+        ];
+        for (key, value, expected) in cases {
+            let message = error_of(&with_system_key(key, value));
+            assert!(message.contains(expected), "{key}: {message}");
+        }
+    }
+
+    #[test]
+    fn insecure_http_is_honoured_only_on_dev_and_remembered_only_where_used() {
+        let mut dev = system();
+        dev["limitToServertype"] = json!("dev");
+        dev["restUrl"] = json!("http://auth.example.com/token");
+        assert!(error_of(&context_with(vec![dev.clone()])).contains("https is required"));
+        dev["allowInsecureHttp"] = json!("true");
+        let config = parse(&context_with(vec![dev.clone()])).unwrap();
+        assert!(config.systems[0].options.transport.insecure_http);
+        dev["restUrl"] = json!("https://auth.example.com/token");
+        let config = parse(&context_with(vec![dev])).unwrap();
+        assert!(
+            !config.systems[0].options.transport.insecure_http,
+            "no warning for https"
+        );
+    }
+
+    #[test]
     fn redacted_url_drops_query_and_userinfo() {
         let url = Url::parse("https://u:p@auth.example.com:8443/t?key=canary#f").unwrap();
         assert_eq!(redacted_url(&url), "https://auth.example.com:8443/t");

@@ -493,6 +493,86 @@ mod tests {
         server.join().unwrap();
     }
 
+    fn answer(status: u16, retry_after: Option<&str>) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: retry_after
+                .map(|value| vec![("Retry-After".to_owned(), value.to_owned())])
+                .unwrap_or_default(),
+            body: vec![],
+        }
+    }
+
+    /// Runs `send_with_retries` over `answers`; returns the final status,
+    /// the number of sends and the waits asked for.
+    fn retried(answers: Vec<HttpResponse>, budget: Duration) -> (u16, usize, Vec<Duration>) {
+        let answers = std::cell::RefCell::new(answers.into_iter());
+        let sent = std::cell::Cell::new(0);
+        let waits = std::cell::RefCell::new(Vec::new());
+        let response = send_with_retries(
+            || {
+                sent.set(sent.get() + 1);
+                Ok(answers.borrow_mut().next().unwrap())
+            },
+            budget,
+            SystemTime::now,
+            |delay| waits.borrow_mut().push(delay),
+        )
+        .unwrap();
+        (response.status, sent.get(), waits.into_inner())
+    }
+
+    #[test]
+    fn retries_follow_retry_after_within_the_bound() {
+        let (status, sent, waits) = retried(
+            vec![
+                answer(429, Some("2")),
+                answer(503, Some("1")),
+                answer(200, None),
+            ],
+            OVERALL_TIMEOUT,
+        );
+        assert_eq!((status, sent), (200, 3));
+        assert_eq!(waits, [Duration::from_secs(2), Duration::from_secs(1)]);
+
+        let (status, sent, waits) = retried(vec![answer(429, Some("11"))], OVERALL_TIMEOUT);
+        assert_eq!((status, sent), (429, 1), "beyond MAX_RETRY_AFTER: no retry");
+        assert!(waits.is_empty());
+    }
+
+    #[test]
+    fn without_retry_after_the_backoff_doubles_and_stops() {
+        let busy = || answer(503, None);
+        let (status, sent, waits) = retried(vec![busy(), busy(), busy()], OVERALL_TIMEOUT);
+        assert_eq!((status, sent), (503, MAX_ATTEMPTS as usize));
+        assert_eq!(waits, [INITIAL_BACKOFF, INITIAL_BACKOFF * 2]);
+        // Nothing but 429 and 503 is retried.
+        for status in [400, 401, 500, 502] {
+            assert_eq!(
+                retried(vec![answer(status, Some("1"))], OVERALL_TIMEOUT).1,
+                1
+            );
+        }
+        // Waits never go past the request's time budget.
+        let (_, sent, _) = retried(vec![answer(429, Some("5"))], Duration::from_secs(2));
+        assert_eq!(sent, 1);
+    }
+
+    #[test]
+    fn no_proxy_matches_hosts_domains_and_addresses() {
+        assert!(no_proxy_matches("*", "anything.example"));
+        assert!(no_proxy_matches("example.com", "example.com"));
+        assert!(no_proxy_matches("example.com", "auth.EXAMPLE.com"));
+        assert!(no_proxy_matches(".example.com", "auth.example.com"));
+        assert!(no_proxy_matches("*.example.com", "auth.example.com"));
+        assert!(no_proxy_matches("other, 127.0.0.1:8080", "127.0.0.1"));
+        assert!(no_proxy_matches("[::1]:443", "::1"));
+        assert!(no_proxy_matches("::1", "::1"));
+        assert!(!no_proxy_matches("example.com", "notexample.com"));
+        assert!(!no_proxy_matches("", "example.com"));
+        assert!(!no_proxy_matches("127.0.0.1", "127.0.0.2"));
+    }
+
     #[test]
     fn a_closed_port_is_connection_refused() {
         let port = TcpListener::bind("127.0.0.1:0")
