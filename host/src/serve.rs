@@ -374,11 +374,21 @@ fn write_in_order(
             // timed-out record is not waited for.
             break;
         }
-        match done.recv_timeout(Duration::from_millis(if pending.is_empty() {
-            50
-        } else {
-            5
-        })) {
+        // Nothing more is ready: what was written goes out now, so a slow
+        // stream's lines are not held back in the buffer.
+        let result = match done.try_recv() {
+            Ok(result) => Ok(result),
+            Err(mpsc::TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            Err(mpsc::TryRecvError::Empty) => {
+                out.flush()?;
+                done.recv_timeout(Duration::from_millis(if pending.is_empty() {
+                    50
+                } else {
+                    5
+                }))
+            }
+        };
+        match result {
             Ok(result) => {
                 if result.seq >= next && !timed_out.contains(&result.seq) {
                     pending.insert(result.seq, result);

@@ -1,0 +1,43 @@
+//! `serve` as a stream: lines leave as soon as they are ready, also when the
+//! input trickles in (no OAuth server needed: the REST test plugin).
+
+use posthandler_tests::{artifacts, plugin_dir, write_json, ServeProcess};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_slow_stream_gets_each_line_without_waiting_for_a_full_buffer() {
+    // Regression: the writer flushed only after 50 ms without any result,
+    // so at 50 records per second lines waited for 8 KiB of output.
+    let dir = plugin_dir(&[&artifacts().rest_plugin]);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = json!({"postProcessorPlugins": [{"plugin": "REST", "destinationSystems": [{"headerValue": "v"}]}]});
+    let ctx = write_json(work.path(), "c.json", &ctx);
+    let mut serve = ServeProcess::start([
+        "--server-type",
+        "test",
+        "--plugins",
+        dir.path().to_str().unwrap(),
+        "--context",
+        ctx.to_str().unwrap(),
+    ]);
+    // Start-up (loading the plugin) is not part of the measure.
+    serve.send(&json!({"seq": 0}));
+    serve.wait_for(Duration::from_secs(30), "the first line", |l| l.len() == 1);
+    let mut max_lag = 0;
+    let start = Instant::now();
+    for seq in 1..150u64 {
+        serve.send(&json!({"seq": seq}));
+        std::thread::sleep(Duration::from_millis(20));
+        max_lag = max_lag.max(seq + 1 - serve.line_count() as u64);
+        assert!(start.elapsed() < Duration::from_secs(30));
+    }
+    let (code, lines, stderr) = serve.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(lines.len(), 150);
+    // 20 ms apart, a line is at most a few records behind its input.
+    assert!(
+        max_lag <= 10,
+        "lines lagged {max_lag} records behind the input"
+    );
+}
