@@ -624,9 +624,7 @@ fn repair(entry: &mut Value, fields: &[FieldDescription], path: &str) -> bool {
             Some(value) => Value::from(value.as_str()),
             None => return false,
         },
-        FieldType::DestinationField if !field.required => {
-            return map.remove(&field.key).is_some();
-        }
+        // A pointer into the record: always a usable destination.
         FieldType::DestinationField => Value::from("/placeholder"),
         FieldType::List => return false,
     };

@@ -57,19 +57,19 @@ enum Command {
     /// List every field a destination field may name, as the suite's
     /// "Destination Field" choice lists them, with the text to configure.
     #[command(
-        after_help = "Built from the field descriptions the chain's plugins report. Each line shows\nthe choice, the chain entries whose destination fields may name it, and the\nexact text (JSON-quoted) to put into such a field.\n\nExample:\n  posthandler-host fields --plugins ./plugins --context examples/context.json\n\nExit codes: 0 listed, 2 the context cannot be read, 5 a chain entry names a\nplugin that is not loaded, 1 anything else."
+        after_help = "Built from the field descriptions the chain's plugins report. Each line shows\nthe choice, the chain entries whose destination fields may name it, and the\nexact text (JSON-quoted) to put into such a field.\n\nExample:\n  posthandler-host fields --plugins ./plugins --context examples/context.json\n\nExit codes: 0 listed, 2 the context or the plugin folder cannot be read, 5 a\nchain entry names a plugin that is not loaded, 1 anything else."
     )]
     Fields(FieldsArgs),
     /// Check a context without touching the network and report every
     /// problem at once.
     #[command(
-        after_help = "Prints one line per problem, `error: <place>: <cause>` or\n`warning: <place>: <cause>`, then a summary line. `run` and `serve` apply the\nsame checks first.\n\nExample:\n  posthandler-host check --plugins ./plugins --context examples/context.json \\\n    --server-type prod\n\nExit codes: 0 the context is sound (warnings allowed), 2 it has errors or\ncannot be read, 1 anything else."
+        after_help = "Prints one line per problem, `error: <place>: <cause>` or\n`warning: <place>: <cause>`, then a summary line. `run` and `serve` apply the\nsame checks first.\n\nExample:\n  posthandler-host check --plugins ./plugins --context examples/context.json \\\n    --server-type prod\n\nExit codes: 0 the context is sound (warnings allowed), 2 it has errors or it\nor the plugin folder cannot be read, 1 anything else."
     )]
     Check(CheckArgs),
     /// Print a JSON Schema of the context configuration for the plugins in
     /// the folder.
     #[command(
-        after_help = "Generated from the field descriptions the plugins report;\nschema/context.schema.json is this output for the OAuth 2.0 plugin alone.\n\nExample:\n  posthandler-host schema --plugins ./plugins > schema/context.schema.json\n\nExit codes: 0 printed, 5 a file in the folder was refused, 1 anything else."
+        after_help = "Generated from the field descriptions the plugins report;\nschema/context.schema.json is this output for the OAuth 2.0 plugin alone.\n\nExample:\n  posthandler-host schema --plugins ./plugins > schema/context.schema.json\n\nExit codes: 0 printed, 2 the folder cannot be read, 5 a file in the folder was\nrefused, 1 anything else."
     )]
     Schema(PluginsArgs),
 }

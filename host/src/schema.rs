@@ -29,10 +29,7 @@ pub fn context_schema(plugins: &[&Plugin]) -> Value {
             "then": {"$ref": format!("#/$defs/{def}")}
         }));
         let mut schema = object_schema(&plugin.fields, true);
-        schema.insert(
-            "title".into(),
-            format!("{} {}", plugin.name, plugin.version.major).into(),
-        );
+        schema.insert("title".into(), plugin.name.clone().into());
         schema.insert("description".into(), plugin.description.clone().into());
         defs.insert(def, Value::Object(schema));
     }
