@@ -102,7 +102,8 @@ impl fmt::Display for Problem {
 pub struct Report {
     /// The context, normalized and with its secrets resolved.
     pub context: Context,
-    /// Every problem found, in the order of the context.
+    /// Every problem found: unusable references and spellings first, then
+    /// the host's checks in the order of the context, then the plugins'.
     pub problems: Vec<Problem>,
     /// Chain entries whose plugin is not loaded (also among `problems`).
     pub missing: Vec<Error>,
