@@ -790,5 +790,17 @@ pub(crate) mod tests {
             );
             prop_assert_eq!(decode_basic(&header), (id, secret));
         }
+
+        #[test]
+        fn body_form_round_trips_any_unicode(id in "\\PC*", secret in "\\PC*") {
+            let request = client_credentials_request(&system(&id, &secret, ClientAuthentication::Body));
+            let form: Vec<(String, String)> =
+                form_urlencoded::parse(request.body.as_bytes()).into_owned().collect();
+            let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            prop_assert_eq!(field("client_id"), Some(id));
+            prop_assert_eq!(field("client_secret"), Some(secret));
+            prop_assert_eq!(field("grant_type"), Some("client_credentials".to_owned()));
+            prop_assert!(request.header("authorization").is_none());
+        }
     }
 }
