@@ -51,7 +51,7 @@ enum Command {
     /// List the plugins a load of the folder finds, and why any file was
     /// refused.
     #[command(
-        after_help = "Example:\n  posthandler-host plugins --plugins ./plugins\n\nExit codes: 0 every library in the folder loaded, 5 a file was refused,\n1 the folder could not be read."
+        after_help = "Example:\n  posthandler-host plugins --plugins ./plugins\n\nExit codes: 0 every library in the folder loaded, 5 a file was refused,\n2 the folder could not be read."
     )]
     Plugins(PluginsArgs),
     /// List every field a destination field may name, as the suite's
