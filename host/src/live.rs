@@ -88,23 +88,19 @@ impl ChainSource for LiveChain {
 }
 
 impl LiveChain {
-    /// Loads the folder and configures the chain.
+    /// Configures the chain from `discovery`, what `loader` found in `dir`.
     ///
     /// # Errors
     ///
-    /// As [`Chain::configure`]; a folder in which files are refused is not
-    /// an error (they are logged), one that misses a plugin the chain needs
-    /// is.
+    /// As [`Chain::configure`]: a chain entry whose plugin is missing, or a
+    /// plugin that refuses its configuration.
     pub fn start(
         dir: &Path,
         loader: Loader,
+        discovery: Discovery,
         context: Context,
         server_type: ServerType,
     ) -> Result<Self, crate::Error> {
-        let discovery = loader.load_folder(dir)?;
-        for refused in &discovery.refused {
-            log::warn!("{refused}");
-        }
         let chain = Chain::configure(context.clone(), &discovery, server_type)?;
         let mut slots = BTreeMap::new();
         for plugin in &discovery.plugins {

@@ -8,7 +8,6 @@ use clap::{Args, Parser, Subcommand};
 use posthandler_host::{
     chain::Chain,
     live::LiveChain,
-    context::Context,
     loader::Loader,
     serve::{ChainSource, ServeOptions},
     server_type::ServerType,
@@ -252,25 +251,6 @@ fn prepare(
     Ok((loader, chain))
 }
 
-/// The checks `run` applies, for `serve`, which loads its plugins itself:
-/// the folder is loaded once more, into a state folder of its own and with
-/// the same allow-list, to check the context against it.
-fn checked_context(
-    dir: &PluginDirArgs,
-    context: &Path,
-    server_type: ServerType,
-) -> anyhow::Result<Context> {
-    let loader = Loader::new(state_dir(dir).join("check"))?;
-    let loader = match &dir.allow_sha256 {
-        Some(list) => loader.with_allow_list(posthandler_host::loader::read_allow_list(list)?),
-        None => loader,
-    };
-    let discovery = loader.load_folder(&dir.plugins)?;
-    let settled = posthandler_host::check::settle(context, &discovery, server_type);
-    cleanup(&loader);
-    Ok(settled?)
-}
-
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let record = read_record(&args.record)?;
     let (loader, chain) = prepare(&args.dir, &args.context, args.server_type.as_deref())?;
@@ -291,8 +271,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let env = std::env::var(posthandler_host::server_type::ENV_VAR).ok();
     let server_type = ServerType::resolve(args.server_type.as_deref(), env.as_deref())?;
-    let context = checked_context(&args.dir, &args.context, server_type)?;
-    let live = LiveChain::start(&args.dir.plugins, new_loader(&args.dir)?, context, server_type)?;
+    let (loader, discovery) = load_plugins(&args.dir)?;
+    let context = posthandler_host::check::settle(&args.context, &discovery, server_type)?;
+    let live = LiveChain::start(&args.dir.plugins, loader, discovery, context, server_type)?;
     let live = std::sync::Arc::new(live);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
