@@ -178,12 +178,20 @@ impl Chain {
             return Err(Error::Record("must be a JSON object".into()));
         }
         // Text of the record and context as the next posthandler sees them;
-        // made again only after a change.
+        // made again only after a change, and only when a posthandler is
+        // left to see it (the last one's changes are never serialised here).
         let mut record_text = Cow::Borrowed(record_json);
         let mut context = Cow::Borrowed(&self.context.value);
         let mut context_text = Cow::Borrowed(self.context.json.as_str());
+        let (mut record_stale, mut context_stale) = (false, false);
 
         for step in &self.steps {
+            if std::mem::take(&mut record_stale) {
+                record_text = Cow::Owned(record.to_string());
+            }
+            if std::mem::take(&mut context_stale) {
+                context_text = Cow::Owned(context.to_string());
+            }
             handled_by.push((step.plugin.name.clone(), step.plugin.version.to_string()));
             let output = match step
                 .instance
@@ -234,12 +242,8 @@ impl Chain {
                     }
                 }
             }
-            if record_changed {
-                record_text = Cow::Owned(record.to_string());
-            }
-            if context_changed {
-                context_text = Cow::Owned(context.to_string());
-            }
+            record_stale |= record_changed;
+            context_stale |= context_changed;
         }
         Ok((record, context.into_owned()))
     }

@@ -285,33 +285,49 @@ fn spawn_worker(jobs: &Arc<Mutex<Receiver<Job>>>, done: &Sender<Done>, shared: &
 }
 
 /// Runs one record and makes its output line.
+///
+/// The text is parsed once on success (inside the chain); the input record
+/// a failure line carries is parsed again only then.
 fn handle(chain: Result<Arc<Chain>, String>, text: &str) -> (bool, String) {
-    let input: Value = match serde_json::from_str(text) {
-        Ok(value) => value,
-        Err(err) => {
-            return failure(
+    let input = || -> Result<Value, (bool, String)> {
+        serde_json::from_str(text).map_err(|err| {
+            failure(
                 Value::Null,
                 &[],
                 "invalid_record",
                 &format!("not valid JSON ({err})"),
             )
-        }
+        })
     };
     let chain = match chain {
         Ok(chain) => chain,
-        Err(cause) => return failure(input, &[], "plugin", &cause),
+        Err(cause) => {
+            return match input() {
+                Ok(input) => failure(input, &[], "plugin", &cause),
+                Err(line) => line,
+            }
+        }
     };
     let mut handled_by = Vec::new();
     match chain.run_traced(text, &mut handled_by) {
-        Ok((record, _context)) => {
-            let line = json!({"record": record, "handledBy": handled(&handled_by)});
-            (false, line.to_string())
-        }
-        Err(err) => {
-            let kind = error_kind(&err);
-            failure(input, &handled_by, kind, &err.to_string())
-        }
+        Ok((record, _context)) => (false, success_line(&record, &handled_by)),
+        Err(err) => match input() {
+            Ok(input) => failure(input, &handled_by, error_kind(&err), &err.to_string()),
+            Err(line) => line,
+        },
     }
+}
+
+/// `{"record": ..., "handledBy": [...]}`, written straight from the record
+/// rather than through a new JSON tree around it.
+fn success_line(record: &Value, handled_by: &[(String, String)]) -> String {
+    let mut line = String::with_capacity(1024);
+    line.push_str("{\"record\":");
+    line.push_str(&record.to_string());
+    line.push_str(",\"handledBy\":");
+    line.push_str(&handled(handled_by).to_string());
+    line.push('}');
+    line
 }
 
 fn failure(
