@@ -52,7 +52,10 @@ fn process(c: &mut Criterion, oidc: &Oidc) {
         Arc::new(SystemClock),
     )
     .expect("the linked plugin configures");
-    assert!(linked.process_record().is_ok(), "the first call gets a token");
+    assert!(
+        linked.process_record().is_ok(),
+        "the first call gets a token"
+    );
 
     let state = tempfile::tempdir().expect("a state folder");
     let loader = Loader::new(state.path()).expect("a loader");
@@ -66,12 +69,10 @@ fn process(c: &mut Criterion, oidc: &Oidc) {
         plugin_index: 0,
         server_type: RStr::from_str("test"),
     };
-    let loaded: PosthandlerBox = (plugin.module.configure())(
-        posthandler_host::plugin_log::services(),
-        request,
-    )
-    .into_result()
-    .expect("the loaded plugin configures");
+    let loaded: PosthandlerBox =
+        (plugin.module.configure())(posthandler_host::plugin_log::services(), request)
+            .into_result()
+            .expect("the loaded plugin configures");
     assert!(
         loaded
             .process(RStr::from_str(&record), RStr::from_str(&context_json))
@@ -104,9 +105,10 @@ fn process(c: &mut Criterion, oidc: &Oidc) {
     });
     group.bench_function("loaded", |b| {
         b.iter(|| {
-            black_box(
-                loaded.process(RStr::from_str(black_box(&record)), RStr::from_str(&context_json)),
-            )
+            black_box(loaded.process(
+                RStr::from_str(black_box(&record)),
+                RStr::from_str(&context_json),
+            ))
         })
     });
     group.bench_function("chain_run", |b| {
@@ -119,8 +121,14 @@ fn token_fetch(c: &mut Criterion, oidc: &Oidc) {
     let context_json = context(&oidc.token_url()).to_string();
     let config = OAuthConfig::parse(&context_json, 0).expect("the context parses");
     let system = config.systems[0].clone();
-    let plugin_client =
-        || TokenClient::new("bench".into(), 0, system.clone(), Box::new(UreqTransport::new()));
+    let plugin_client = || {
+        TokenClient::new(
+            "bench".into(),
+            0,
+            system.clone(),
+            Box::new(UreqTransport::new()),
+        )
+    };
 
     let oauth2_client = BasicClient::new(ClientId::new(CLIENT_ID.into()))
         .set_client_secret(ClientSecret::new(CLIENT_SECRET.into()))

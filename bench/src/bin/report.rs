@@ -33,7 +33,9 @@ fn main() {
 
 /// The median of one criterion benchmark, in microseconds.
 fn criterion_us(group: &str, name: &str) -> f64 {
-    let path = root().join(format!("target/criterion/{group}/{name}/new/estimates.json"));
+    let path = root().join(format!(
+        "target/criterion/{group}/{name}/new/estimates.json"
+    ));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|_| panic!("{} is missing (cargo bench first)", path.display()));
     let value: Value = serde_json::from_str(&text).expect("criterion's estimates are JSON");
@@ -148,7 +150,10 @@ fn table(whole: &Value) -> String {
         loader_ms < 20.0,
     );
     let takeover = f(&swap["takeover_ms_max"]);
-    let around = swap["per_second_around"].as_array().cloned().unwrap_or_default();
+    let around = swap["per_second_around"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let worst = around
         .iter()
         .map(|s| f(&s["min_1s_window"]) / f(&s["before"]).max(1.0))
@@ -170,7 +175,10 @@ fn table(whole: &Value) -> String {
     row(
         "swap: throughput dip (lines/s before/during/after, first 6 swaps, 2 workers)",
         shown.join(", "),
-        format!("fewest in any 1 s window: {:.0} % of the second before", worst * 100.0),
+        format!(
+            "fewest in any 1 s window: {:.0} % of the second before",
+            worst * 100.0
+        ),
         "no second below half",
         worst >= 0.5,
     );
@@ -197,7 +205,10 @@ fn table(whole: &Value) -> String {
 
     let mut out = String::new();
     out.push_str(&format!("Measured {} on {}.\n\n", date(), machine()));
-    out.push_str(&format!("Versions: {}.\n\n", versions(&whole["curl"]["version"])));
+    out.push_str(&format!(
+        "Versions: {}.\n\n",
+        versions(&whole["curl"]["version"])
+    ));
     out.push_str("| figure | measured (median) | compared with (same run) | target | |\n");
     out.push_str("| --- | --- | --- | --- | --- |\n");
     for r in rows {
@@ -243,11 +254,12 @@ fn versions(curl: &Value) -> String {
         }
         format!("{name} {}", found.join(" and "))
     };
-    let oidc = std::fs::read_to_string(root().join("tests/oidc/node_modules/oidc-provider/package.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v["version"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| "?".into());
+    let oidc =
+        std::fs::read_to_string(root().join("tests/oidc/node_modules/oidc-provider/package.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["version"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "?".into());
     [
         sh("rustc --version"),
         format!("node {}", sh("node --version")),

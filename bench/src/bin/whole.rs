@@ -45,7 +45,10 @@ fn main() {
         Duration::from_secs(300),
         Duration::from_secs(60),
     );
-    assert_eq!(simulated.requests, simulated.ideal, "token requests equal the ideal");
+    assert_eq!(
+        simulated.requests, simulated.ideal,
+        "token requests equal the ideal"
+    );
     results.insert(
         "simulated".into(),
         json!({"requests": simulated.requests, "ideal": simulated.ideal}),
@@ -72,8 +75,11 @@ fn main() {
     );
 
     let out = results_dir().join("whole.json");
-    std::fs::write(&out, serde_json::to_string_pretty(&Value::Object(results)).unwrap())
-        .expect("whole.json is written");
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&Value::Object(results)).unwrap(),
+    )
+    .expect("whole.json is written");
     eprintln!("wrote {}", out.display());
 }
 
@@ -86,7 +92,10 @@ fn curl(oidc: &Oidc) -> Value {
         let out = Command::new("curl")
             .args(["-s", "-o", "/dev/null", "-w", "%{time_total}\\n"])
             .args(["-u", &format!("{CLIENT_ID}:{CLIENT_SECRET}")])
-            .args(["-d", &format!("grant_type=client_credentials&scope={SCOPE}")])
+            .args([
+                "-d",
+                &format!("grant_type=client_credentials&scope={SCOPE}"),
+            ])
             .args([&url, &url, &url, &url, &url, &url])
             .output()
             .expect("curl runs");
@@ -101,7 +110,13 @@ fn curl(oidc: &Oidc) -> Value {
     }
     let version = Command::new("curl").arg("--version").output().ok();
     let version = version
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_owned())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
         .unwrap_or_default();
     json!({"new_us": median(&mut new), "warm_us": median(&mut warm), "version": version})
 }
@@ -155,7 +170,14 @@ fn setup(work: &Path, name: &str, plugin: &Path, context: &Value) -> (PathBuf, P
 fn serve_command(release: &Release, folder: &Path, context: &Path, workers: usize) -> Command {
     let mut command = Command::new(&release.host);
     command
-        .args(["--log-level", "warn", "serve", "--server-type", "test", "--plugins"])
+        .args([
+            "--log-level",
+            "warn",
+            "serve",
+            "--server-type",
+            "test",
+            "--plugins",
+        ])
         .arg(folder)
         .arg("--context")
         .arg(context)
@@ -253,7 +275,10 @@ fn throughput(release: &Release, oidc: &Oidc, records: &Path, work: &Path) -> Va
             for _ in 0..RUNS {
                 let (secs, lines, peak) =
                     pipe_run(records, serve_command(release, folder, context, workers));
-                assert_eq!(lines, RECORDS, "{name} with {workers} workers: every record has a line");
+                assert_eq!(
+                    lines, RECORDS,
+                    "{name} with {workers} workers: every record has a line"
+                );
                 rates.push(lines as f64 / secs);
                 if name == "oauth" {
                     peak_rss = peak_rss.max(peak);
@@ -279,7 +304,11 @@ fn swaps(release: &Release, second: &Path, oidc: &Oidc, work: &Path) -> Value {
     let new_version = {
         let state = work.join("swap-probe");
         let loader = posthandler_host::loader::Loader::new(&state).unwrap();
-        loader.load_file(second).expect("the second version loads").version.to_string()
+        loader
+            .load_file(second)
+            .expect("the second version loads")
+            .version
+            .to_string()
     };
     let new_marker = format!("\"version\":\"{new_version}\"}}]}}");
 
@@ -387,7 +416,10 @@ fn wait_for(seen: &Mutex<Vec<(Instant, bool)>>, from: usize, new: bool) -> Insta
                 return *at;
             }
         }
-        assert!(Instant::now() < deadline, "no line from the expected version within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "no line from the expected version within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }

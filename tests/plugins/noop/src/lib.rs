@@ -111,7 +111,9 @@ mod tests {
 
     #[test]
     fn payloads_are_unsupported() {
-        let error = Noop.call(RStr::from("stats.v1"), RStr::from("{}")).unwrap_err();
+        let error = Noop
+            .call(RStr::from("stats.v1"), RStr::from("{}"))
+            .unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Unsupported);
     }
 }
