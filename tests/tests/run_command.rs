@@ -369,3 +369,48 @@ fn a_destination_in_the_oauth_posthandlers_own_settings_is_refused() {
     }
     assert_eq!(server.requests().len(), 0);
 }
+
+#[test]
+fn the_bundled_example_gets_a_token_the_server_confirms() {
+    // The README's main job, as a user runs it: it starts and stops its own
+    // server on 127.0.0.1:47811.
+    let demo = std::process::Command::new("bash")
+        .arg(posthandler_tests::root().join("examples/demo.sh"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = posthandler_tests::wait_with_output(demo, posthandler_tests::PROCESS_TIMEOUT);
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    let record = output.json();
+    assert!(record["auth"]["accessToken"].is_string(), "{record}");
+    assert_eq!(record["products"][0]["sku"], "CH-1001");
+    assert_no_secret(&output.stderr, clients::HEADER.1);
+
+    // The same example against a server that stays up, to ask it about the
+    // token: the example context points at port 47811.
+    let server = OidcServer::start(&["--port", "47811"]);
+    let root = posthandler_tests::root();
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
+    let output = Host::new([
+        "run".as_ref(),
+        "--server-type".as_ref(),
+        "test".as_ref(),
+        "--plugins".as_ref(),
+        plugins.path().as_os_str(),
+        "--context".as_ref(),
+        root.join("examples/context.json").as_os_str(),
+        "--record".as_ref(),
+        root.join("examples/record.json").as_os_str(),
+    ])
+    .run();
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    let token = output.json()["auth"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(server.introspect(&token)["active"], true);
+    assert_eq!(server.requests().len(), 1, "only the test system was asked");
+    assert_no_secret(&output.stderr, &token);
+}
