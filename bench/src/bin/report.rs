@@ -264,7 +264,12 @@ fn versions(curl: &Value) -> String {
         sh("rustc --version"),
         format!("node {}", sh("node --version")),
         format!("oidc-provider {oidc}"),
-        curl.as_str().unwrap_or("curl ?").to_owned(),
+        curl.as_str()
+            .unwrap_or("curl ?")
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" "),
         crate_versions("ureq"),
         crate_versions("oauth2"),
         crate_versions("abi_stable"),
