@@ -59,6 +59,7 @@ pub mod fields;
 pub mod logging;
 pub mod payload;
 mod posthandler;
+mod server_type;
 
 use abi_stable::{
     declare_root_module_statics,
@@ -71,6 +72,7 @@ use abi_stable::{
 
 pub use error::{ErrorKind, PluginError};
 pub use posthandler::{Posthandler, PosthandlerBox, Posthandler_TO};
+pub use server_type::ServerType;
 
 /// The interface version this copy of the crate implements.
 ///

@@ -24,7 +24,6 @@ use posthandler_bench::{context, record_1kb, release, Oidc, CLIENT_ID, CLIENT_SE
 use posthandler_host::chain::Chain;
 use posthandler_host::context::Context;
 use posthandler_host::loader::{Discovery, Loader};
-use posthandler_host::server_type::ServerType;
 use posthandler_oauth2::cache::TokenCache;
 use posthandler_oauth2::clock::SystemClock;
 use posthandler_oauth2::config::OAuthConfig;
@@ -88,7 +87,7 @@ fn process(c: &mut Criterion, oidc: &Oidc) {
     let chain = Chain::configure(
         Context::parse(&context_json).expect("the context parses"),
         &discovery,
-        ServerType::parse("test", "bench").expect("a server type"),
+        posthandler_host::server_type::parse("test", "bench").expect("a server type"),
     )
     .expect("the chain configures");
     assert!(chain.run(&record).is_ok(), "a record runs");

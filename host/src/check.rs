@@ -512,7 +512,7 @@ fn plugin_checks(
     }
 
     let mut found: Vec<Problem> = Vec::new();
-    for probe in [ServerType::Dev, ServerType::Test, ServerType::Prod] {
+    for probe in ServerType::ALL {
         let mut context = work.clone();
         let mut repaired = HashSet::new();
         for _ in 0..MAX_PLUGIN_ROUNDS {

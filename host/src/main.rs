@@ -10,7 +10,6 @@ use posthandler_host::{
     live::LiveChain,
     loader::Loader,
     serve::{ChainSource, ServeOptions},
-    server_type::ServerType,
     Error, ExitCode,
 };
 use std::io::{Read, Write};
@@ -244,7 +243,7 @@ fn prepare(
     server_type: Option<&str>,
 ) -> anyhow::Result<(Loader, Chain)> {
     let env = std::env::var(posthandler_host::server_type::ENV_VAR).ok();
-    let server_type = ServerType::resolve(server_type, env.as_deref())?;
+    let server_type = posthandler_host::server_type::resolve(server_type, env.as_deref())?;
     let (loader, discovery) = load_plugins(dir)?;
     let context = posthandler_host::check::settle(context, &discovery, server_type)?;
     let chain = Chain::configure(context, &discovery, server_type)?;
@@ -270,7 +269,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let env = std::env::var(posthandler_host::server_type::ENV_VAR).ok();
-    let server_type = ServerType::resolve(args.server_type.as_deref(), env.as_deref())?;
+    let server_type =
+        posthandler_host::server_type::resolve(args.server_type.as_deref(), env.as_deref())?;
     let (loader, discovery) = load_plugins(&args.dir)?;
     let context = posthandler_host::check::settle(&args.context, &discovery, server_type)?;
     let live = LiveChain::start(&args.dir.plugins, loader, discovery, context, server_type)?;
@@ -307,7 +307,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     drop(progress);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = watcher.join();
-    log::info!("plugins at the end: {}; chain swaps: {}", live.resident_summary(), live.swaps());
+    log::info!(
+        "plugins at the end: {}; chain swaps: {}",
+        live.resident_summary(),
+        live.swaps()
+    );
     let stats = live.stats();
     let count = |key: &str| {
         stats
@@ -397,7 +401,10 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         .filter(|v| !v.is_empty());
     let server_type = match (&args.server_type, &env) {
         (None, None) => None,
-        (flag, env) => Some(ServerType::resolve(flag.as_deref(), env.as_deref())?),
+        (flag, env) => Some(posthandler_host::server_type::resolve(
+            flag.as_deref(),
+            env.as_deref(),
+        )?),
     };
     let (loader, discovery) = load_plugins(&args.dir)?;
     let report = posthandler_host::check::check_file(&args.context, &discovery, server_type);

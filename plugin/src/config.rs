@@ -79,53 +79,17 @@ impl ConfigError {
     }
 }
 
-/// The server type of an installation, and the `limitToServertype` of a system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerType {
-    /// Development.
-    Dev,
-    /// Test.
-    Test,
-    /// Production.
-    Prod,
-}
+pub use posthandler_abi::ServerType;
 
-impl ServerType {
-    /// The server type a string names: exactly `dev`, `test` or `prod`.
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "dev" => Some(ServerType::Dev),
-            "test" => Some(ServerType::Test),
-            "prod" => Some(ServerType::Prod),
-            _ => None,
-        }
-    }
-
-    /// The name as the suite spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServerType::Dev => "dev",
-            ServerType::Test => "test",
-            ServerType::Prod => "prod",
-        }
-    }
-
-    /// Parses the server type the host passes, which must be known: a wrong
-    /// guess would send production data with test credentials or the reverse.
-    pub fn from_host(value: &str) -> Result<Self, ConfigError> {
-        Self::parse(value).ok_or_else(|| {
-            ConfigError::new(
-                format!("server type '{}'", one_line(value, 40)),
-                "not one of dev, test, prod (the host passes the installation's server type)",
-            )
-        })
-    }
-}
-
-impl fmt::Display for ServerType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// Parses the server type the host passes, which must be known: a wrong
+/// guess would send production data with test credentials or the reverse.
+pub fn server_type_from_host(value: &str) -> Result<ServerType, ConfigError> {
+    ServerType::parse(value).ok_or_else(|| {
+        ConfigError::new(
+            format!("server type '{}'", one_line(value, 40)),
+            "not one of dev, test, prod (the host passes the installation's server type)",
+        )
+    })
 }
 
 /// How the client authenticates at the token endpoint (RFC 6749 section 2.3.1).
@@ -1257,14 +1221,14 @@ mod tests {
 
     #[test]
     fn unknown_or_empty_host_server_type_is_an_error() {
-        assert_eq!(ServerType::from_host("prod").unwrap(), ServerType::Prod);
+        assert_eq!(server_type_from_host("prod").unwrap(), ServerType::Prod);
         assert_eq!(
-            ServerType::from_host("").unwrap_err().to_string(),
+            server_type_from_host("").unwrap_err().to_string(),
             "server type '': not one of dev, test, prod (the host passes the installation's \
              server type)"
         );
-        assert!(ServerType::from_host("Production").is_err());
-        assert!(ServerType::from_host("PROD").is_err());
+        assert!(server_type_from_host("Production").is_err());
+        assert!(server_type_from_host("PROD").is_err());
     }
 
     #[test]

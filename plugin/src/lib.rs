@@ -89,7 +89,6 @@ use crate::clock::SystemClock;
 use crate::config::ConfigError;
 use crate::config::ExpiresFormat;
 use crate::config::OAuthConfig;
-use crate::config::ServerType;
 use crate::token::TokenClient;
 use crate::token::TokenError;
 use crate::token::TokenSource;
@@ -432,7 +431,7 @@ impl OAuthPosthandler {
         cache: Arc<TokenCache>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
-        let server_type = ServerType::from_host(server_type)?;
+        let server_type = config::server_type_from_host(server_type)?;
         let config = OAuthConfig::parse(context_json, plugin_index)?;
         let source = match config.select(server_type)? {
             Some((index, system)) => {
