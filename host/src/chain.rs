@@ -50,13 +50,15 @@ pub struct RunOutput {
     pub handled_by: Vec<(String, String)>,
 }
 
-/// [`ChainFields`] over a context and a set of loaded plugins.
-struct Fields<'a> {
-    context: &'a Context,
-    discovery: &'a Discovery,
+/// [`ChainFields`] over a loaded context and the plugins of a folder.
+pub struct Loaded<'a> {
+    /// The context, normalized.
+    pub context: &'a Context,
+    /// The plugins.
+    pub discovery: &'a Discovery,
 }
 
-impl ChainFields for Fields<'_> {
+impl ChainFields for Loaded<'_> {
     fn context(&self) -> &Value {
         &self.context.value
     }
@@ -98,7 +100,7 @@ impl Chain {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        let fields = Fields {
+        let fields = Loaded {
             context: &context,
             discovery,
         };

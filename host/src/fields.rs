@@ -33,25 +33,7 @@ pub struct Choice {
     pub note: Option<String>,
 }
 
-/// [`ChainFields`] over a loaded context and the plugins of a folder.
-pub struct Loaded<'a> {
-    /// The context, normalized.
-    pub context: &'a Context,
-    /// The plugins.
-    pub discovery: &'a crate::loader::Discovery,
-}
-
-impl ChainFields for Loaded<'_> {
-    fn context(&self) -> &Value {
-        &self.context.value
-    }
-    fn plugin_names(&self) -> &[String] {
-        &self.context.plugins
-    }
-    fn fields_of(&self, name: &str) -> Option<&[FieldDescription]> {
-        self.discovery.active(name).map(|p| p.fields.as_slice())
-    }
-}
+pub use crate::chain::Loaded;
 
 /// The suite's choice for `context`, whose plugins' fields `chain` knows.
 pub fn list(context: &Context, chain: &dyn ChainFields) -> Vec<Choice> {
