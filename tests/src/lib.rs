@@ -625,3 +625,30 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .expect("VmRSS in /proc/PID/status")
 }
+
+/// One `posthandler-host run --server-type SERVER_TYPE` of `context` on
+/// `record`, with a plugin folder holding copies of `plugins`, and `extra`
+/// arguments after the usual ones.
+pub fn run_once(
+    plugins: &[&Path],
+    server_type: &str,
+    context: &Value,
+    record: &Value,
+    extra: &[&str],
+) -> Output {
+    let folder = plugin_dir(plugins);
+    let work = tempfile::tempdir().unwrap();
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "run".into(),
+        "--server-type".into(),
+        server_type.into(),
+        "--plugins".into(),
+        folder.path().into(),
+        "--context".into(),
+        write_json(work.path(), "context.json", context).into(),
+        "--record".into(),
+        write_json(work.path(), "record.json", record).into(),
+    ];
+    args.extend(extra.iter().map(Into::into));
+    Host::new(args).run()
+}

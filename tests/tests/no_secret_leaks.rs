@@ -4,11 +4,8 @@
 //! and their base64 and form-urlencoded forms; plus every `--help`.
 
 use posthandler_tests::scripted::{Reply, ScriptedServer};
-use posthandler_tests::{
-    artifacts, assert_no_secret, clients, plugin_dir, write_json, Host, OidcServer, Output,
-};
+use posthandler_tests::{artifacts, assert_no_secret, clients, run_once, Host, OidcServer, Output};
 use serde_json::{json, Value};
-use std::path::Path;
 
 /// A secret with characters that change under form-urlencoding and base64.
 const SECRET: &str = "canary+Secret/51f0c3a9:d7 é";
@@ -38,24 +35,14 @@ fn context(system: Value) -> Value {
     })
 }
 
-fn run(dir: &Path, context: &Value) -> Output {
-    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
-    Host::new([
-        "--log-level",
-        "trace",
-        "run",
-        "--server-type",
+fn run(context: &Value) -> Output {
+    run_once(
+        &[&artifacts().oauth_plugin],
         "test",
-        "--plugins",
-        plugins.path().to_str().unwrap(),
-        "--context",
-        write_json(dir, "c.json", context).to_str().unwrap(),
-        "--record",
-        write_json(dir, "r.json", &json!({"sku": "A-1"}))
-            .to_str()
-            .unwrap(),
-    ])
-    .run()
+        context,
+        &json!({"sku": "A-1"}),
+        &["--log-level", "trace"],
+    )
 }
 
 /// Checks stderr (and stdout, unless the run succeeded and the token is
@@ -93,7 +80,6 @@ fn success() -> Reply {
 
 #[test]
 fn no_scenario_leaks_a_secret_or_token_at_trace_level() {
-    let dir = tempfile::tempdir().unwrap();
     let canaries = ("canary-client", SECRET);
     let scenarios: Vec<Scenario> = vec![
         ("success", Box::new(success)),
@@ -209,10 +195,7 @@ fn no_scenario_leaks_a_secret_or_token_at_trace_level() {
             _ => &["header"],
         };
         for auth in methods {
-            let output = run(
-                dir.path(),
-                &context(system(&server.token_url(), canaries, auth)),
-            );
+            let output = run(&context(system(&server.token_url(), canaries, auth)));
             check(&output, &[SECRET], &[TOKEN, REFRESH]);
             if name == "success" {
                 assert_eq!(output.code, Some(0), "{name}: {}", output.stderr);
@@ -227,12 +210,8 @@ fn no_scenario_leaks_a_secret_or_token_at_trace_level() {
 #[test]
 fn the_real_server_flow_leaks_nothing_at_trace_level() {
     let server = OidcServer::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
     for (client, auth) in [(clients::HEADER, "header"), (clients::BODY, "body")] {
-        let output = run(
-            dir.path(),
-            &context(system(&server.token_url(), client, auth)),
-        );
+        let output = run(&context(system(&server.token_url(), client, auth)));
         assert_eq!(output.code, Some(0), "{}", output.stderr);
         let token = output.json()["auth"]["accessToken"]
             .as_str()
@@ -241,10 +220,7 @@ fn the_real_server_flow_leaks_nothing_at_trace_level() {
         check(&output, &[client.1], &[&token]);
     }
     let wrong = (clients::HEADER.0, "wrong-canary-secret-8f1d");
-    let output = run(
-        dir.path(),
-        &context(system(&server.token_url(), wrong, "header")),
-    );
+    let output = run(&context(system(&server.token_url(), wrong, "header")));
     assert_eq!(output.code, Some(3), "{}", output.stderr);
     check(&output, &[wrong.1], &[]);
 }

@@ -3,7 +3,9 @@
 //! interface versions, and a plugin that panics.
 
 use posthandler_host::{chain::Chain, context::Context, loader::Loader, server_type::ServerType};
-use posthandler_tests::{artifacts, interface_fixtures, plugin_dir, write_json, Host, Output};
+use posthandler_tests::{
+    artifacts, interface_fixtures, plugin_dir, run_once, write_json, Host, Output,
+};
 use serde_json::json;
 use std::path::Path;
 
@@ -135,28 +137,14 @@ fn interface_versions_are_served_or_refused_as_the_readme_promises() {
 #[test]
 fn a_plugin_built_against_a_newer_minor_interface_runs_records() {
     let fixtures = interface_fixtures();
-    let dir = plugin_dir(&[&fixtures.newer_minor]);
-    let work = tempfile::tempdir().unwrap();
-    let output = Host::new([
-        "run",
-        "--server-type",
+    let ctx = json!({"postProcessorPlugins": [{"plugin": "Echo"}]});
+    let output = run_once(
+        &[&fixtures.newer_minor],
         "test",
-        "--plugins",
-        dir.path().to_str().unwrap(),
-        "--context",
-        write_json(
-            work.path(),
-            "c.json",
-            &json!({"postProcessorPlugins": [{"plugin": "Echo"}]}),
-        )
-        .to_str()
-        .unwrap(),
-        "--record",
-        write_json(work.path(), "r.json", &json!({"id": 1}))
-            .to_str()
-            .unwrap(),
-    ])
-    .run();
+        &ctx,
+        &json!({"id": 1}),
+        &[],
+    );
     assert_eq!(output.code, Some(0), "{}", output.stderr);
     assert_eq!(output.json()["echo"]["interface"], "1.1.0");
 }
@@ -187,28 +175,14 @@ fn a_host_whose_root_module_grew_refuses_plugins_built_before_it_grew() {
 
 #[test]
 fn a_chain_naming_a_missing_plugin_fails_with_the_plugin_exit_code() {
-    let dir = plugin_dir(&[&artifacts().rest_plugin]);
-    let work = tempfile::tempdir().unwrap();
-    let output = Host::new([
-        "run",
-        "--server-type",
+    let ctx = json!({"postProcessorPlugins": [{"plugin": "OAuth 2.0"}]});
+    let output = run_once(
+        &[&artifacts().rest_plugin],
         "test",
-        "--plugins",
-        dir.path().to_str().unwrap(),
-        "--context",
-        write_json(
-            work.path(),
-            "c.json",
-            &json!({"postProcessorPlugins": [{"plugin": "OAuth 2.0"}]}),
-        )
-        .to_str()
-        .unwrap(),
-        "--record",
-        write_json(work.path(), "r.json", &json!({"id": 1}))
-            .to_str()
-            .unwrap(),
-    ])
-    .run();
+        &ctx,
+        &json!({"id": 1}),
+        &[],
+    );
     assert_eq!(output.code, Some(5), "{}", output.stderr);
     assert!(
         output

@@ -6,7 +6,9 @@
 //! real server will not send these answers on demand.
 
 use posthandler_tests::scripted::{Reply, Request, ScriptedServer};
-use posthandler_tests::{artifacts, assert_no_secret, plugin_dir, write_json, Host, Output};
+use posthandler_tests::{
+    artifacts, assert_no_secret, plugin_dir, run_once, write_json, Host, Output,
+};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -42,22 +44,13 @@ fn context(system: Value) -> Value {
 /// `run` with the plugin on `context`; checks the output for the secret
 /// and, on stderr, for the token.
 fn run(context: &Value) -> Output {
-    let dir = tempfile::tempdir().unwrap();
-    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
-    let output = Host::new([
-        "run",
-        "--server-type",
+    let output = run_once(
+        &[&artifacts().oauth_plugin],
         "test",
-        "--plugins",
-        plugins.path().to_str().unwrap(),
-        "--context",
-        write_json(dir.path(), "c.json", context).to_str().unwrap(),
-        "--record",
-        write_json(dir.path(), "r.json", &json!({"sku": "A-1"}))
-            .to_str()
-            .unwrap(),
-    ])
-    .run();
+        context,
+        &json!({"sku": "A-1"}),
+        &[],
+    );
     for text in [&output.stdout, &output.stderr] {
         assert_no_secret(text, SECRET);
     }

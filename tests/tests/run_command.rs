@@ -4,10 +4,10 @@
 
 use posthandler_tests::scripted::{Reply, ScriptedServer};
 use posthandler_tests::{
-    artifacts, assert_no_secret, clients, plugin_dir, write_json, Host, OidcServer, Output,
+    artifacts, assert_no_secret, clients, plugin_dir, run_once, write_json, Host, OidcServer,
+    Output,
 };
 use serde_json::{json, Value};
-use std::path::Path;
 
 fn system(server_type: &str, url: &str, (id, secret): (&str, &str), auth: &str) -> Value {
     json!({
@@ -39,21 +39,14 @@ fn record() -> Value {
 }
 
 /// Runs `run` with the OAuth plugin on `context` and `record()`.
-fn run(dir: &Path, context: &Value, extra: &[&str]) -> Output {
-    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
-    let context = write_json(dir, "context.json", context);
-    let record = write_json(dir, "record.json", &record());
-    let mut args = vec![
-        "run".to_owned(),
-        "--plugins".into(),
-        plugins.path().display().to_string(),
-        "--context".into(),
-        context.display().to_string(),
-        "--record".into(),
-        record.display().to_string(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    Host::new(args).run()
+fn run(context: &Value, server_type: &str) -> Output {
+    run_once(
+        &[&artifacts().oauth_plugin],
+        server_type,
+        context,
+        &record(),
+        &[],
+    )
 }
 
 fn assert_enriched(output: &Output, server: &OidcServer) -> String {
@@ -91,10 +84,9 @@ fn record_products() -> Value {
 #[test]
 fn both_client_authentication_methods_get_a_token_the_server_confirms() {
     let server = OidcServer::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
     for (client, auth) in [(clients::HEADER, "header"), (clients::BODY, "body")] {
         let ctx = context(vec![system("test", &server.token_url(), client, auth)]);
-        let output = run(dir.path(), &ctx, &["--server-type", "test"]);
+        let output = run(&ctx, "test");
         assert_enriched(&output, &server);
         let last = server.requests().pop().unwrap();
         assert_eq!(last["auth"], auth, "the server saw the configured method");
@@ -108,14 +100,13 @@ fn both_client_authentication_methods_get_a_token_the_server_confirms() {
 #[test]
 fn credentials_that_need_form_urlencoding_work_with_header() {
     let server = OidcServer::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
     let ctx = context(vec![system(
         "test",
         &server.token_url(),
         clients::ENCODED,
         "header",
     )]);
-    let output = run(dir.path(), &ctx, &["--server-type", "test"]);
+    let output = run(&ctx, "test");
     assert_enriched(&output, &server);
     assert_no_secret(&output.stderr, clients::ENCODED.1);
 }
@@ -129,14 +120,13 @@ fn non_ascii_credentials_are_encoded_as_rfc_6749_section_2_3_1_says() {
         )
     });
     let (id, secret) = ("café client:1", "pä%ss +wörd:é");
-    let dir = tempfile::tempdir().unwrap();
     let ctx = context(vec![system(
         "test",
         &server.token_url(),
         (id, secret),
         "header",
     )]);
-    let output = run(dir.path(), &ctx, &["--server-type", "test"]);
+    let output = run(&ctx, "test");
     assert_eq!(output.code, Some(0), "{}", output.stderr);
     assert_eq!(output.json()["auth"]["accessToken"], "scripted-token-1");
     let requests = server.requests();
@@ -165,10 +155,9 @@ fn non_ascii_credentials_are_encoded_as_rfc_6749_section_2_3_1_says() {
 #[test]
 fn a_wrong_secret_fails_with_the_servers_error_and_no_record() {
     let server = OidcServer::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
     let wrong = (clients::HEADER.0, "wrong-secret-canary-42");
     let ctx = context(vec![system("test", &server.token_url(), wrong, "header")]);
-    let output = run(dir.path(), &ctx, &["--server-type", "test"]);
+    let output = run(&ctx, "test");
     assert_eq!(
         output.code,
         Some(3),
@@ -197,7 +186,7 @@ fn only_the_system_of_the_installations_server_type_is_contacted() {
         system("test", &test_server.token_url(), clients::HEADER, "header"),
     ]);
 
-    let output = run(dir.path(), &ctx, &["--server-type", "test"]);
+    let output = run(&ctx, "test");
     assert_enriched(&output, &test_server);
     assert_eq!(test_server.requests().len(), 1);
     assert_eq!(prod_server.requests().len(), 0, "prod never contacted");
@@ -250,14 +239,13 @@ fn only_the_system_of_the_installations_server_type_is_contacted() {
 #[test]
 fn a_record_passes_through_unchanged_when_no_system_matches() {
     let prod_server = ScriptedServer::start(|_| Reply::json(500, "{}"));
-    let dir = tempfile::tempdir().unwrap();
     let ctx = context(vec![system(
         "prod",
         &prod_server.token_url(),
         clients::HEADER,
         "header",
     )]);
-    let output = run(dir.path(), &ctx, &["--server-type", "dev"]);
+    let output = run(&ctx, "dev");
     assert_eq!(output.code, Some(0), "{}", output.stderr);
     assert_eq!(output.json(), record(), "equal as JSON");
     assert!(
@@ -271,12 +259,11 @@ fn a_record_passes_through_unchanged_when_no_system_matches() {
 #[test]
 fn two_systems_for_one_server_type_is_a_configuration_error_before_any_request() {
     let server = ScriptedServer::start(|_| Reply::json(500, "{}"));
-    let dir = tempfile::tempdir().unwrap();
     let ctx = context(vec![
         system("test", &server.token_url(), clients::HEADER, "header"),
         system("test", &server.token_url(), clients::BODY, "body"),
     ]);
-    let output = run(dir.path(), &ctx, &["--server-type", "test"]);
+    let output = run(&ctx, "test");
     assert_eq!(output.code, Some(2), "{}", output.stderr);
     assert!(
         output.stderr.contains("destinationSystems"),
@@ -344,7 +331,6 @@ fn a_token_written_to_a_later_posthandlers_field_reaches_it_in_the_same_run() {
 #[test]
 fn a_destination_in_the_oauth_posthandlers_own_settings_is_refused() {
     let server = ScriptedServer::start(|_| Reply::json(500, "{}"));
-    let dir = tempfile::tempdir().unwrap();
     for destination in [
         "OAuth 2.0 Destination System - 1 | Rest URL",
         "PostProcessorPlugins | PostProcessorPlugins",
@@ -357,7 +343,7 @@ fn a_destination_in_the_oauth_posthandlers_own_settings_is_refused() {
             "header",
         )]);
         ctx["postProcessorPlugins"][0]["destinationFieldForToken"] = json!(destination);
-        let output = run(dir.path(), &ctx, &["--server-type", "test"]);
+        let output = run(&ctx, "test");
         assert_eq!(output.code, Some(2), "{destination}: {}", output.stderr);
         assert!(
             output
