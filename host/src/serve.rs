@@ -20,15 +20,28 @@
 //! every earlier one on the old, so the output splits cleanly in two.
 //!
 //! When the stop flag is raised (SIGTERM, Ctrl-C), no further line is read;
-//! the records already read are finished and written, then [`serve`] returns.
+//! the records already dispatched are finished and written, then [`serve`]
+//! returns.
+//!
+//! # Threads and hand-offs
+//!
+//! One reader thread splits every complete line out of each buffer it reads
+//! and dispatches them together; workers take records one at a time from a
+//! shared queue and put results into a shared buffer; the thread that called
+//! [`serve`] writes that buffer out in bulk, in order, and watches the
+//! deadlines and the stop flag. All of them meet at one mutex. A thread is
+//! woken only when it sleeps and what it waits for has come (a worker for a
+//! record, the writer for the next result in line, the reader for room), so
+//! a busy stream passes records without a wake-up each. Records dispatched
+//! and not yet written are bounded in count and bytes, so memory stays
+//! bounded however fast the input is.
 
 use crate::chain::Chain;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The default per-record deadline.
@@ -36,6 +49,24 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The default limit of one input line, in bytes.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+
+/// Records dispatched and not yet written, per worker, at most.
+const IN_FLIGHT_PER_WORKER: u64 = 128;
+
+/// Input bytes of the records dispatched and not yet written, at most (one
+/// record is always let in, however long).
+const IN_FLIGHT_BYTES: usize = 16 << 20;
+
+/// How often the writer looks at the stop flag when nothing else wakes it.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// While records are running, how long the writer sleeps at most: results
+/// that come in the meantime are written together, and no line waits
+/// longer than this for another record to finish.
+const BUSY_POLL: Duration = Duration::from_millis(1);
+
+/// Results that wake the writer even while more are coming.
+const WRITE_BATCH: usize = 32;
 
 /// How `serve` runs.
 #[derive(Debug, Clone)]
@@ -74,38 +105,6 @@ pub struct Summary {
     pub timeouts: u64,
 }
 
-/// One input line.
-enum Line {
-    Text(String),
-    TooLong(usize),
-    NotUtf8,
-}
-
-struct Job {
-    seq: u64,
-    line: Line,
-    /// The chain, taken when the record was dispatched: records take
-    /// chains in input order, so a swap splits the output in two.
-    chain: Result<Arc<Chain>, String>,
-}
-
-struct Done {
-    seq: u64,
-    failed: bool,
-    line: String,
-}
-
-/// Shared between the dispatcher, the workers and the writer.
-struct Shared {
-    /// Start time and input text of each record a worker is running.
-    started: Mutex<HashMap<u64, (Instant, Arc<str>)>>,
-    /// How many records were read, once reading has ended.
-    total: AtomicU64,
-    /// Workers that should be running; a worker beyond this count exits.
-    wanted_workers: AtomicUsize,
-    running_workers: AtomicUsize,
-}
-
 /// Runs the stream from `input` to `output` until end of input or `stop`.
 ///
 /// # Errors
@@ -119,169 +118,410 @@ pub fn serve(
     options: &ServeOptions,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<Summary> {
+    let records = Records {
+        current: move || source.current(),
+        run: handle,
+    };
+    stream(Arc::new(records), input, output, options, &stop)
+}
+
+/// What the stream does with each record: [`serve`] runs the chain; the
+/// tests below run stand-ins that are slow or stuck on purpose.
+struct Records<F, R> {
+    /// The chain for records dispatched now.
+    current: F,
+    /// One record's output line on that chain, and whether it failed.
+    run: R,
+}
+
+/// One input line.
+enum Line {
+    Text(String),
+    TooLong(usize),
+    NotUtf8,
+}
+
+struct Job<C> {
+    seq: u64,
+    line: Line,
+    /// Input bytes, for the in-flight bound.
+    bytes: usize,
+    /// The chain, taken when the record was dispatched: records take
+    /// chains in input order, so a swap splits the output in two.
+    chain: C,
+}
+
+struct Done {
+    seq: u64,
+    failed: bool,
+    bytes: usize,
+    line: String,
+}
+
+/// A record a worker is running.
+struct Running {
+    seq: u64,
+    since: Instant,
+    bytes: usize,
+    /// The input, for the failure line if it times out.
+    text: Arc<String>,
+}
+
+/// Everything the reader, the workers and the writer share, behind one
+/// mutex.
+struct State<C> {
+    jobs: VecDeque<Job<C>>,
+    running: Vec<Running>,
+    /// Results not yet taken by the writer, in any order.
+    results: Vec<Done>,
+    /// Records dispatched so far: the next record's number.
+    dispatched: u64,
+    /// Records written so far: the number of the one the writer waits for.
+    written: u64,
+    /// Input bytes of the records dispatched and not written.
+    in_flight_bytes: usize,
+    /// No record is dispatched any more (end of input, stop, or a failed
+    /// output); workers leave once the queue is empty.
+    closed: bool,
+    /// Whether `results` holds the one numbered `written`.
+    next_ready: bool,
+    idle_workers: usize,
+    reader_waiting: bool,
+    writer_waiting: bool,
+    /// Whether the writer's sleep is the short one of [`BUSY_POLL`].
+    writer_polling: bool,
+}
+
+struct Shared<C> {
+    state: Mutex<State<C>>,
+    /// Signalled for a sleeping worker when a record is queued.
+    work: Condvar,
+    /// Signalled for the sleeping reader when records have been written.
+    room: Condvar,
+    /// Signalled for the sleeping writer when the result it waits for came.
+    ready: Condvar,
+    max_in_flight: u64,
+}
+
+impl<C> Shared<C> {
+    fn lock(&self) -> MutexGuard<'_, State<C>> {
+        // No thread panics while holding the lock; records run outside it.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the reader may dispatch one more record.
+    fn has_room(&self, state: &State<C>) -> bool {
+        let in_flight = state.dispatched - state.written;
+        in_flight == 0
+            || (in_flight < self.max_in_flight && state.in_flight_bytes < IN_FLIGHT_BYTES)
+    }
+
+    /// Whether enough was written to wake the reader: half the bound, so
+    /// that it dispatches a batch rather than a record per wake-up.
+    fn has_half_room(&self, state: &State<C>) -> bool {
+        state.dispatched - state.written <= self.max_in_flight / 2
+            && state.in_flight_bytes <= IN_FLIGHT_BYTES / 2
+    }
+}
+
+fn stream<C, F, R>(
+    records: Arc<Records<F, R>>,
+    input: impl BufRead + Send + 'static,
+    output: impl Write,
+    options: &ServeOptions,
+    stop: &AtomicBool,
+) -> std::io::Result<Summary>
+where
+    C: Clone + Send + 'static,
+    F: Fn() -> C + Send + Sync + 'static,
+    R: Fn(C, &str) -> (bool, String) + Send + Sync + 'static,
+{
     let workers = options.workers.max(1);
     let shared = Arc::new(Shared {
-        started: Mutex::new(HashMap::new()),
-        total: AtomicU64::new(u64::MAX),
-        wanted_workers: AtomicUsize::new(workers),
-        running_workers: AtomicUsize::new(0),
+        state: Mutex::new(State {
+            jobs: VecDeque::new(),
+            running: Vec::new(),
+            results: Vec::new(),
+            dispatched: 0,
+            written: 0,
+            in_flight_bytes: 0,
+            closed: false,
+            next_ready: false,
+            idle_workers: 0,
+            reader_waiting: false,
+            writer_waiting: false,
+            writer_polling: false,
+        }),
+        work: Condvar::new(),
+        room: Condvar::new(),
+        ready: Condvar::new(),
+        max_in_flight: IN_FLIGHT_PER_WORKER * workers as u64,
     });
-
-    // Reader: lines into a small buffer; blocks when the pool is busy, so
-    // memory stays bounded however fast the input is.
-    let (line_tx, line_rx) = mpsc::sync_channel::<Line>(workers * 4);
-    let max_line = options.max_line_bytes;
-    std::thread::spawn(move || read_lines(input, max_line, &line_tx));
-
-    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(workers * 2);
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    {
+        let (shared, records) = (shared.clone(), records.clone());
+        let max_line = options.max_line_bytes;
+        // Not joined: when stopped, it may sit in a read that never ends.
+        std::thread::spawn(move || read_and_dispatch(input, max_line, &shared, &records.current));
+    }
     for _ in 0..workers {
-        spawn_worker(&job_rx, &done_tx, &shared);
+        spawn_worker(&shared, &records);
     }
-
-    let writer = {
-        let shared = shared.clone();
-        let job_rx = job_rx.clone();
-        let done_tx = done_tx.clone();
-        let deadline = options.deadline;
-        std::thread::spawn(move || {
-            write_in_order(output, &done_rx, &shared, deadline, || {
-                // A worker is stuck past the deadline: add one so the
-                // stream keeps its pace.
-                shared.wanted_workers.fetch_add(1, Ordering::SeqCst);
-                spawn_worker(&job_rx, &done_tx, &shared);
-            })
-        })
-    };
-    drop(done_tx);
-
-    let mut seq = 0;
-    loop {
-        let line = if stop.load(Ordering::SeqCst) {
-            // Stopping: finish what was already read, read nothing more.
-            match line_rx.try_recv() {
-                Ok(line) => line,
-                Err(_) => break,
-            }
-        } else {
-            match line_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(line) => line,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        };
-        let chain = source.current();
-        if job_tx.send(Job { seq, line, chain }).is_err() {
-            break;
-        }
-        seq += 1;
+    let result = write_in_order(output, &shared, options.deadline, stop, || {
+        // A worker is stuck past the deadline: add one so the stream keeps
+        // its pace; the stuck one leaves when its record returns.
+        spawn_worker(&shared, &records);
+    });
+    let mut state = shared.lock();
+    if result.is_err() {
+        // Nobody reads the results any more: stop everything.
+        state.jobs.clear();
     }
-    drop(job_tx);
-    shared.total.store(seq, Ordering::SeqCst);
-    let mut summary = writer.join().expect("the writer thread does not panic")?;
-    summary.records = seq;
+    state.closed = true;
+    let dispatched = state.dispatched;
+    drop(state);
+    shared.work.notify_all();
+    shared.room.notify_all();
+    let mut summary = result?;
+    summary.records = dispatched;
     Ok(summary)
 }
 
-fn read_lines(mut input: impl BufRead, max: usize, lines: &SyncSender<Line>) {
-    let mut buf = Vec::new();
+/// Splits input lines, one buffer at a time, and dispatches every complete
+/// line of a buffer together before reading the next.
+fn read_and_dispatch<C: Clone>(
+    mut input: impl BufRead,
+    max_line: usize,
+    shared: &Shared<C>,
+    current: &impl Fn() -> C,
+) {
+    let mut splitter = Splitter::new(max_line);
+    let mut lines = Vec::new();
     loop {
-        buf.clear();
-        let read = match input
-            .by_ref()
-            .take(max as u64 + 1)
-            .read_until(b'\n', &mut buf)
-        {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        let line = if buf.last() != Some(&b'\n') && read > max {
-            // Skip the rest of the oversized line.
-            let mut skipped = read;
-            loop {
-                let mut rest = Vec::new();
-                match input.by_ref().take(1 << 16).read_until(b'\n', &mut rest) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => skipped += n,
-                }
-                if rest.last() == Some(&b'\n') {
-                    break;
-                }
+        let read = match input.fill_buf() {
+            Ok([]) => 0,
+            Ok(chunk) => {
+                splitter.feed(chunk, &mut lines);
+                chunk.len()
             }
-            Line::TooLong(skipped)
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => 0,
+        };
+        if read == 0 {
+            splitter.finish(&mut lines);
         } else {
-            while matches!(buf.last(), Some(b'\n' | b'\r')) {
-                buf.pop();
-            }
-            if buf.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            match String::from_utf8(std::mem::take(&mut buf)) {
-                Ok(text) => Line::Text(text),
-                Err(_) => Line::NotUtf8,
-            }
-        };
-        if lines.send(line).is_err() {
-            return;
+            input.consume(read);
         }
+        if !dispatch(shared, &mut lines, current) || read == 0 {
+            break;
+        }
+    }
+    let mut state = shared.lock();
+    state.closed = true;
+    let wake_writer = std::mem::take(&mut state.writer_waiting);
+    drop(state);
+    shared.work.notify_all();
+    if wake_writer {
+        shared.ready.notify_one();
     }
 }
 
-fn spawn_worker(jobs: &Arc<Mutex<Receiver<Job>>>, done: &Sender<Done>, shared: &Arc<Shared>) {
-    let (jobs, done, shared) = (jobs.clone(), done.clone(), shared.clone());
-    shared.running_workers.fetch_add(1, Ordering::SeqCst);
-    std::thread::spawn(move || {
-        loop {
-            let job = match jobs.lock() {
-                Ok(rx) => rx.recv(),
-                Err(_) => break,
-            };
-            let Ok(job) = job else { break };
-            let (failed, line) = match job.line {
-                Line::Text(text) => {
-                    let text: Arc<str> = text.into();
-                    shared
-                        .started
-                        .lock()
-                        .unwrap()
-                        .insert(job.seq, (Instant::now(), text.clone()));
-                    handle(job.chain, &text)
-                }
-                Line::TooLong(bytes) => failure(
-                    Value::Null,
-                    &[],
-                    "invalid_record",
-                    &format!("the line has {bytes} bytes, more than the limit"),
-                ),
-                Line::NotUtf8 => {
-                    failure(Value::Null, &[], "invalid_record", "the line is not UTF-8")
-                }
-            };
-            shared.started.lock().unwrap().remove(&job.seq);
-            if done
-                .send(Done {
-                    seq: job.seq,
-                    failed,
-                    line,
-                })
-                .is_err()
-            {
-                break;
+/// Queues `lines` as records, waiting for room as needed; false once the
+/// stream is closed (stopped, or the output failed).
+fn dispatch<C: Clone>(
+    shared: &Shared<C>,
+    lines: &mut Vec<(Line, usize)>,
+    current: &impl Fn() -> C,
+) -> bool {
+    if lines.is_empty() {
+        return true;
+    }
+    let mut chain = current();
+    let mut state = shared.lock();
+    let mut queued = 0;
+    for (line, bytes) in lines.drain(..) {
+        while !state.closed && !shared.has_room(&state) {
+            wake_workers(shared, &state, queued);
+            queued = 0;
+            state.reader_waiting = true;
+            state = shared.room.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.reader_waiting = false;
+            // Records dispatched after the wait get the chain of now.
+            chain = current();
+        }
+        if state.closed {
+            return false;
+        }
+        let seq = state.dispatched;
+        state.dispatched += 1;
+        state.in_flight_bytes += bytes;
+        state.jobs.push_back(Job {
+            seq,
+            line,
+            bytes,
+            chain: chain.clone(),
+        });
+        queued += 1;
+    }
+    wake_workers(shared, &state, queued);
+    true
+}
+
+/// Wakes as many sleeping workers as records were queued, and no more.
+fn wake_workers<C>(shared: &Shared<C>, state: &State<C>, queued: usize) {
+    for _ in 0..queued.min(state.idle_workers) {
+        shared.work.notify_one();
+    }
+}
+
+/// Cuts a byte stream into lines, in chunks as they come: a line longer
+/// than the limit is skipped (only its length is kept), `\r\n` is a line
+/// end too, blank lines are dropped.
+struct Splitter {
+    max: usize,
+    /// The start of a line whose end has not come yet.
+    partial: Vec<u8>,
+    /// Bytes so far of a line already known to be too long.
+    skipping: Option<usize>,
+}
+
+impl Splitter {
+    fn new(max: usize) -> Self {
+        Splitter {
+            max,
+            partial: Vec::new(),
+            skipping: None,
+        }
+    }
+
+    /// Takes every complete line of `chunk` into `out` (each with its input
+    /// size) and keeps the rest for the next chunk.
+    fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<(Line, usize)>) {
+        while let Some(end) = memchr::memchr(b'\n', chunk) {
+            self.end_line(&chunk[..end], true, out);
+            chunk = &chunk[end + 1..];
+        }
+        if chunk.is_empty() {
+            return;
+        }
+        match &mut self.skipping {
+            Some(skipped) => *skipped += chunk.len(),
+            None if self.partial.len() + chunk.len() > self.max => {
+                self.skipping = Some(self.partial.len() + chunk.len());
+                self.partial = Vec::new();
             }
-            // Retire a replacement worker once the stuck one is back.
-            let running = shared.running_workers.load(Ordering::SeqCst);
-            if running > shared.wanted_workers.load(Ordering::SeqCst)
-                && shared
-                    .running_workers
-                    .compare_exchange(running, running - 1, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-            {
+            None => self.partial.extend_from_slice(chunk),
+        }
+    }
+
+    /// The last line, when the input does not end with a newline.
+    fn finish(&mut self, out: &mut Vec<(Line, usize)>) {
+        if self.skipping.is_some() || !self.partial.is_empty() {
+            self.end_line(&[], false, out);
+        }
+    }
+
+    fn end_line(&mut self, tail: &[u8], newline: bool, out: &mut Vec<(Line, usize)>) {
+        let length = self.skipping.take().unwrap_or(self.partial.len()) + tail.len();
+        if length > self.max {
+            self.partial.clear();
+            // Nothing of it is kept: it counts no bytes in flight.
+            out.push((Line::TooLong(length + usize::from(newline)), 0));
+            return;
+        }
+        let mut text = std::mem::take(&mut self.partial);
+        text.extend_from_slice(tail);
+        while matches!(text.last(), Some(b'\r')) {
+            text.pop();
+        }
+        if text.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let line = match String::from_utf8(text) {
+            Ok(text) => Line::Text(text),
+            Err(_) => Line::NotUtf8,
+        };
+        out.push((line, length));
+    }
+}
+
+fn spawn_worker<C, F, R>(shared: &Arc<Shared<C>>, records: &Arc<Records<F, R>>)
+where
+    C: Send + 'static,
+    F: Send + Sync + 'static,
+    R: Fn(C, &str) -> (bool, String) + Send + Sync + 'static,
+{
+    let (shared, records) = (shared.clone(), records.clone());
+    std::thread::spawn(move || work(&shared, &records.run));
+}
+
+/// A worker: one record at a time from the queue, its result into the
+/// shared buffer, until the stream is closed and the queue empty.
+fn work<C>(shared: &Shared<C>, run: &impl Fn(C, &str) -> (bool, String)) {
+    let mut state = shared.lock();
+    loop {
+        let job = loop {
+            if let Some(job) = state.jobs.pop_front() {
+                break job;
+            }
+            if state.closed {
                 return;
             }
+            state.idle_workers += 1;
+            state = shared.work.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.idle_workers -= 1;
+        };
+        let (seq, bytes) = (job.seq, job.bytes);
+        let (failed, line) = match job.line {
+            Line::Text(text) => {
+                let text = Arc::new(text);
+                state.running.push(Running {
+                    seq,
+                    since: Instant::now(),
+                    bytes,
+                    text: text.clone(),
+                });
+                drop(state);
+                let result = run(job.chain, &text);
+                state = shared.lock();
+                let Some(at) = state.running.iter().position(|r| r.seq == seq) else {
+                    // The writer gave this record a timeout line and a
+                    // worker in this one's place: drop the late result and
+                    // leave.
+                    return;
+                };
+                state.running.swap_remove(at);
+                result
+            }
+            Line::TooLong(length) => failure(
+                Value::Null,
+                &[],
+                "invalid_record",
+                &format!("the line has {length} bytes, more than the limit"),
+            ),
+            Line::NotUtf8 => failure(Value::Null, &[], "invalid_record", "the line is not UTF-8"),
+        };
+        state.next_ready |= seq == state.written;
+        // Wake the writer only for the result it waits for, and while more
+        // are coming (records running or queued) only for a batch of them
+        // if it wakes itself soon anyway (BUSY_POLL).
+        if state.writer_waiting
+            && state.next_ready
+            && (!state.writer_polling
+                || (state.running.is_empty() && state.jobs.is_empty())
+                || state.results.len() + 1 >= WRITE_BATCH)
+        {
+            state.writer_waiting = false;
+            shared.ready.notify_one();
         }
-        shared.running_workers.fetch_sub(1, Ordering::SeqCst);
-    });
+        state.results.push(Done {
+            seq,
+            failed,
+            bytes,
+            line,
+        });
+    }
 }
 
 /// Runs one record and makes its output line.
@@ -361,75 +601,45 @@ pub fn error_kind(err: &crate::Error) -> &'static str {
     }
 }
 
-fn write_in_order(
+/// The writer: results in input order, in bulk as they come; a flush
+/// whenever no further result is ready, so a slow stream's lines are not
+/// held back in the buffer; a `timeout` line for each record past the
+/// deadline; and the stop flag, which closes the stream.
+fn write_in_order<C>(
     output: impl Write,
-    done: &Receiver<Done>,
-    shared: &Shared,
+    shared: &Shared<C>,
     deadline: Duration,
-    mut on_timeout: impl FnMut(),
+    stop: &AtomicBool,
+    mut replace_worker: impl FnMut(),
 ) -> std::io::Result<Summary> {
-    let mut out = std::io::BufWriter::new(output);
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, output);
     let mut summary = Summary::default();
-    let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
-    let mut timed_out: Vec<u64> = Vec::new();
+    // Results ahead of their turn, at their number minus `next`.
+    let mut pending: VecDeque<Option<Done>> = VecDeque::new();
     let mut next = 0u64;
+    let mut taken = Vec::new();
+    let mut overdue = Vec::new();
+    let mut state = shared.lock();
     loop {
-        // Write every result that is next in line.
-        while let Some(result) = pending.remove(&next) {
-            if result.failed {
-                summary.failures += 1;
-            }
-            crate::progress::PROGRESS.record_written(result.failed);
-            out.write_all(result.line.as_bytes())?;
-            out.write_all(b"\n")?;
-            next += 1;
+        if !state.closed && stop.load(Ordering::SeqCst) {
+            // Stopping: nothing more is dispatched; what was is finished.
+            state.closed = true;
+            shared.room.notify_all();
+            shared.work.notify_all();
         }
-        timed_out.retain(|seq| *seq >= next);
-        if next == shared.total.load(Ordering::SeqCst) {
-            // Every record read has its line; a worker still stuck in a
-            // timed-out record is not waited for.
-            break;
-        }
-        // Nothing more is ready: what was written goes out now, so a slow
-        // stream's lines are not held back in the buffer.
-        let result = match done.try_recv() {
-            Ok(result) => Ok(result),
-            Err(mpsc::TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
-            Err(mpsc::TryRecvError::Empty) => {
-                out.flush()?;
-                done.recv_timeout(Duration::from_millis(if pending.is_empty() {
-                    50
-                } else {
-                    5
-                }))
+        std::mem::swap(&mut state.results, &mut taken);
+        state.next_ready = false;
+        let now = Instant::now();
+        state.running.retain(|record| {
+            let late = now.duration_since(record.since) > deadline;
+            if late {
+                overdue.push((record.seq, record.bytes, record.text.clone()));
             }
-        };
-        match result {
-            Ok(result) => {
-                if result.seq >= next && !timed_out.contains(&result.seq) {
-                    pending.insert(result.seq, result);
-                }
-                // Late results of records already reported as timed out are
-                // dropped here.
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-        out.flush()?;
-        // Report records stuck past the deadline, in any position.
-        let overdue: Vec<(u64, Arc<str>)> = {
-            let mut started = shared.started.lock().unwrap();
-            let seqs: Vec<u64> = started
-                .iter()
-                .filter(|(_, (at, _))| at.elapsed() > deadline)
-                .map(|(seq, _)| *seq)
-                .collect();
-            seqs.into_iter()
-                .filter_map(|seq| started.remove(&seq).map(|(_, text)| (seq, text)))
-                .collect()
-        };
-        for (seq, text) in overdue {
+            !late
+        });
+        drop(state);
+
+        for (seq, bytes, text) in overdue.drain(..) {
             let (failed, line) = failure(
                 serde_json::from_str(&text).unwrap_or(Value::Null),
                 &[],
@@ -440,11 +650,298 @@ fn write_in_order(
                 ),
             );
             summary.timeouts += 1;
-            pending.insert(seq, Done { seq, failed, line });
-            timed_out.push(seq);
-            on_timeout();
+            taken.push(Done {
+                seq,
+                failed,
+                bytes,
+                line,
+            });
+            replace_worker();
+        }
+        for done in taken.drain(..) {
+            let at = usize::try_from(done.seq - next).expect("in-flight records are bounded");
+            if pending.len() <= at {
+                pending.resize_with(at + 1, || None);
+            }
+            pending[at] = Some(done);
+        }
+        let mut freed = 0;
+        while let Some(Some(_)) = pending.front() {
+            let Some(Some(done)) = pending.pop_front() else {
+                unreachable!("the front was just seen to be a result")
+            };
+            if done.failed {
+                summary.failures += 1;
+            }
+            crate::progress::PROGRESS.record_written(done.failed);
+            out.write_all(done.line.as_bytes())?;
+            out.write_all(b"\n")?;
+            freed += done.bytes;
+            next += 1;
+        }
+
+        state = shared.lock();
+        state.written = next;
+        state.in_flight_bytes -= freed;
+        if state.reader_waiting && shared.has_half_room(&state) {
+            state.reader_waiting = false;
+            shared.room.notify_one();
+        }
+        if state.closed && next == state.dispatched {
+            // Every record dispatched has its line; a worker still stuck in
+            // a timed-out record is not waited for.
+            break;
+        }
+        if state.results.is_empty() {
+            // Nothing more is ready: what was written goes out now.
+            drop(state);
+            out.flush()?;
+            state = shared.lock();
+            if state.results.is_empty() {
+                let now = Instant::now();
+                let wait = if state.running.is_empty() && state.jobs.is_empty() {
+                    STOP_POLL
+                } else {
+                    BUSY_POLL
+                };
+                let wait = state
+                    .running
+                    .iter()
+                    .map(|record| (record.since + deadline).saturating_duration_since(now))
+                    .min()
+                    .map_or(wait, |left| wait.min(left + Duration::from_millis(1)));
+                state.writer_waiting = true;
+                state.writer_polling = wait <= BUSY_POLL;
+                state = shared
+                    .ready
+                    .wait_timeout(state, wait)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+                state.writer_waiting = false;
+            }
         }
     }
+    drop(state);
     out.flush()?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    /// Output shared with the test.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Sink {
+        fn lines(&self) -> Vec<Value> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect()
+        }
+    }
+
+    fn options(workers: usize, deadline: Duration) -> ServeOptions {
+        ServeOptions {
+            workers,
+            deadline,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
+    }
+
+    /// Records `{"seq": n, "sleepMs": m}`, with `sleep(n)` milliseconds.
+    fn input(count: u64, sleep: impl Fn(u64) -> u64) -> std::io::Cursor<Vec<u8>> {
+        let mut text = String::new();
+        for seq in 0..count {
+            text.push_str(&json!({"seq": seq, "sleepMs": sleep(seq)}).to_string());
+            text.push('\n');
+        }
+        std::io::Cursor::new(text.into_bytes())
+    }
+
+    /// A stand-in for the chain: sleeps as the record says, and answers
+    /// `{"seq": n, "chain": c}` with `c` the chain it was given.
+    fn stand_in(chain: u64, text: &str) -> (bool, String) {
+        let record: Value = serde_json::from_str(text).unwrap();
+        std::thread::sleep(Duration::from_millis(record["sleepMs"].as_u64().unwrap()));
+        (
+            false,
+            json!({"seq": record["seq"], "chain": chain}).to_string(),
+        )
+    }
+
+    fn run_stand_in(
+        input: impl BufRead + Send + 'static,
+        options: &ServeOptions,
+        stop: &AtomicBool,
+    ) -> (Summary, Vec<Value>) {
+        let sink = Sink::default();
+        let records = Records {
+            current: || 0,
+            run: stand_in,
+        };
+        let summary = stream(Arc::new(records), input, sink.clone(), options, stop).unwrap();
+        (summary, sink.lines())
+    }
+
+    fn seqs(lines: &[Value]) -> Vec<u64> {
+        lines
+            .iter()
+            .map(|line| {
+                line["seq"]
+                    .as_u64()
+                    .or_else(|| line["record"]["seq"].as_u64())
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lines_keep_input_order_whatever_order_records_finish_in() {
+        let count = 3000;
+        let (summary, lines) = run_stand_in(
+            input(count, |seq| u64::from(seq % 17 == 0) * 3),
+            &options(4, DEFAULT_DEADLINE),
+            &AtomicBool::new(false),
+        );
+        assert_eq!(summary.records, count);
+        assert_eq!((summary.failures, summary.timeouts), (0, 0));
+        assert_eq!(seqs(&lines), (0..count).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_stuck_record_times_out_alone_and_the_records_around_it_flow() {
+        // One worker: the records after the stuck one can only finish on
+        // the worker that replaces it.
+        let started = Instant::now();
+        let (summary, lines) = run_stand_in(
+            input(40, |seq| if seq == 3 { 3000 } else { 1 }),
+            &options(1, Duration::from_millis(300)),
+            &AtomicBool::new(false),
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "the stream waited for the stuck record: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(summary.records, 40);
+        assert_eq!((summary.failures, summary.timeouts), (1, 1));
+        assert_eq!(seqs(&lines), (0..40).collect::<Vec<_>>());
+        for (seq, line) in lines.iter().enumerate() {
+            if seq == 3 {
+                assert_eq!(line["error"]["kind"], "timeout", "{line}");
+                assert_eq!(line["record"], json!({"seq": 3, "sleepMs": 3000}));
+            } else {
+                assert!(line.get("error").is_none(), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_record_gets_the_chain_of_its_dispatch_in_input_order() {
+        let version = Arc::new(AtomicU64::new(0));
+        let records = Records {
+            current: {
+                let version = version.clone();
+                move || version.fetch_add(1, Ordering::SeqCst)
+            },
+            run: stand_in,
+        };
+        let sink = Sink::default();
+        // A small buffer: many dispatches, so many chains.
+        let input = std::io::BufReader::with_capacity(64, input(500, |_| 0));
+        let summary = stream(
+            Arc::new(records),
+            input,
+            sink.clone(),
+            &options(3, DEFAULT_DEADLINE),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        let lines = sink.lines();
+        assert_eq!(summary.records, 500);
+        assert_eq!(seqs(&lines), (0..500).collect::<Vec<_>>());
+        let chains: Vec<u64> = lines.iter().map(|l| l["chain"].as_u64().unwrap()).collect();
+        assert!(chains.windows(2).all(|w| w[0] <= w[1]), "{chains:?}");
+        assert!(chains[499] > chains[0] + 10, "{chains:?}");
+    }
+
+    #[test]
+    fn stop_finishes_what_was_dispatched_and_reads_no_more() {
+        let (mut feed, read_end) = std::os::unix::net::UnixStream::pair().unwrap();
+        for seq in 0..10 {
+            writeln!(feed, "{}", json!({"seq": seq, "sleepMs": 0})).unwrap();
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let sink = Sink::default();
+        let serving = {
+            let (stop, sink) = (stop.clone(), sink.clone());
+            std::thread::spawn(move || {
+                let records = Records {
+                    current: || 0,
+                    run: stand_in,
+                };
+                let input = std::io::BufReader::new(read_end);
+                stream(
+                    Arc::new(records),
+                    input,
+                    sink,
+                    &options(2, DEFAULT_DEADLINE),
+                    &stop,
+                )
+            })
+        };
+        // The input stays open: only the stop flag ends the stream.
+        let started = Instant::now();
+        while sink.lines().len() < 10 {
+            assert!(started.elapsed() < Duration::from_secs(10), "lines came");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, Ordering::SeqCst);
+        let summary = serving.join().unwrap().unwrap();
+        writeln!(feed, "{}", json!({"seq": 10, "sleepMs": 0})).unwrap();
+        assert_eq!(summary.records, 10);
+        assert_eq!(seqs(&sink.lines()), (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn lines_are_cut_across_buffers_and_oversized_ones_skipped() {
+        let mut splitter = Splitter::new(8);
+        let mut out = Vec::new();
+        for chunk in [
+            &b"ab"[..],
+            b"c\r\n\n  \nd",
+            b"\xff\n0123456789",
+            b"01\n01234567\nlast",
+        ] {
+            splitter.feed(chunk, &mut out);
+        }
+        splitter.finish(&mut out);
+        let shown: Vec<String> = out
+            .iter()
+            .map(|(line, _)| match line {
+                Line::Text(text) => text.clone(),
+                Line::TooLong(bytes) => format!("too long: {bytes}"),
+                Line::NotUtf8 => "not utf-8".to_owned(),
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            ["abc", "not utf-8", "too long: 13", "01234567", "last"]
+        );
+    }
 }
