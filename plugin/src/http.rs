@@ -9,6 +9,10 @@
 //! certificate problem. What the request holds and what the response means
 //! is `token.rs`'s and `response.rs`'s business.
 //!
+//! Host names are resolved by [`LiteralFirstResolver`]: an address in the
+//! token URL (`https://10.0.0.5/token`) is used as it is; any other host goes
+//! to the system resolver as ureq would, under the connect timeout.
+//!
 //! ureq logs through the `log` crate under its own targets; the host bridge
 //! (`posthandler_abi::logging`) forwards only `posthandler_oauth2` targets, so
 //! ureq's records, which show raw requests at trace level, never leave the
@@ -24,14 +28,23 @@
 //! CONNECT proxies are supported.
 
 use std::io;
+use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 use std::time::Instant;
 use std::time::SystemTime;
 
+use ureq::config::Config;
+use ureq::http::Uri;
 use ureq::tls::PemItem;
 use ureq::tls::RootCerts;
 use ureq::tls::TlsConfig;
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::resolver::ResolvedSocketAddrs;
+use ureq::unversioned::resolver::Resolver;
+use ureq::unversioned::transport::DefaultConnector;
+use ureq::unversioned::transport::NextTimeout;
 use ureq::Agent;
 use ureq::Proxy;
 use url::Url;
@@ -145,7 +158,67 @@ fn build_agent(url: &Url, options: &TransportOptions) -> Result<Agent, Transport
         .proxy(proxy)
         .user_agent(concat!("posthandler-oauth2/", env!("CARGO_PKG_VERSION")))
         .build();
-    Ok(config.new_agent())
+    Ok(Agent::with_parts(
+        config,
+        DefaultConnector::new(),
+        LiteralFirstResolver::default(),
+    ))
+}
+
+/// ureq's resolver without its thread for addresses.
+///
+/// With a timeout set, ureq's [`DefaultResolver`] resolves on a new thread
+/// so that it can give up waiting, and it resolves before every request,
+/// also one that goes out on a pooled connection: a thread per token
+/// request. A host that is an IP address needs no lookup, so it is answered
+/// at once; a name still goes to the default resolver, thread and timeout
+/// included.
+#[derive(Debug, Default)]
+pub struct LiteralFirstResolver {
+    system: DefaultResolver,
+}
+
+impl Resolver for LiteralFirstResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let literal = literal_address(uri).filter(|address| {
+            config
+                .ip_family()
+                .keep_wanted(std::iter::once(*address))
+                .next()
+                .is_some()
+        });
+        match literal {
+            Some(address) => {
+                let mut addresses = self.empty();
+                addresses.push(address);
+                Ok(addresses)
+            }
+            None => self.system.resolve(uri, config, timeout),
+        }
+    }
+}
+
+/// The socket address of a URI whose host is an IPv4 or IPv6 address.
+fn literal_address(uri: &Uri) -> Option<SocketAddr> {
+    let host = uri.host()?;
+    let ip: IpAddr = host
+        .strip_prefix('[')
+        .and_then(|host| host.strip_suffix(']'))
+        .unwrap_or(host)
+        .parse()
+        .ok()?;
+    let port = match (uri.port_u16(), uri.scheme_str()) {
+        (Some(port), _) => port,
+        (None, Some("https")) => 443,
+        (None, Some("http")) => 80,
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 /// The proxy for `url`: the system's own, else the environment's unless
@@ -571,6 +644,42 @@ mod tests {
         assert!(!no_proxy_matches("example.com", "notexample.com"));
         assert!(!no_proxy_matches("", "example.com"));
         assert!(!no_proxy_matches("127.0.0.1", "127.0.0.2"));
+    }
+
+    #[test]
+    fn addresses_in_the_url_need_no_lookup_and_names_do() {
+        let literal = |uri: &str| literal_address(&uri.parse().unwrap());
+        assert_eq!(
+            literal("http://127.0.0.1:8080/token"),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            literal("https://[::1]/token"),
+            Some("[::1]:443".parse().unwrap())
+        );
+        assert_eq!(
+            literal("http://10.0.0.5/token"),
+            Some("10.0.0.5:80".parse().unwrap())
+        );
+        assert_eq!(literal("https://localhost:8443/token"), None);
+        assert_eq!(literal("https://auth.example.com/token"), None);
+    }
+
+    #[test]
+    fn an_address_is_answered_without_the_timed_lookup() {
+        // With no time left at all, a lookup on a thread (ureq's own
+        // resolver) would give up; the address of the URL needs none.
+        let none_left = NextTimeout {
+            after: std::time::Duration::ZERO.into(),
+            reason: ureq::Timeout::Resolve,
+            ..NextTimeout::default()
+        };
+        let config = Agent::config_builder().build();
+        let uri: Uri = "http://127.0.0.1:8080/token".parse().unwrap();
+        let addresses = LiteralFirstResolver::default()
+            .resolve(&uri, &config, none_left)
+            .unwrap();
+        assert_eq!(addresses.as_ref(), ["127.0.0.1:8080".parse().unwrap()]);
     }
 
     #[test]
