@@ -53,6 +53,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The state folder for private plugin copies is not usable.
+    #[error("state folder {path}: {cause}")]
+    StateDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        cause: String,
+    },
+
     /// The context file is not usable; `place` names the field.
     #[error("{place}: {cause}")]
     Context {
@@ -108,7 +117,7 @@ impl Error {
                 ExitCode::Configuration
             }
             // Every file the library reads is one the user named.
-            Error::Io { .. } => ExitCode::Configuration,
+            Error::Io { .. } | Error::StateDir { .. } => ExitCode::Configuration,
             Error::MissingPlugin { .. } => ExitCode::Plugin,
             Error::Posthandler { error, .. } => ExitCode::for_plugin_error(error.kind()),
             Error::Destination { .. } => ExitCode::Configuration,

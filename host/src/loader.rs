@@ -179,29 +179,65 @@ impl Discovery {
 #[derive(Debug)]
 pub struct Loader {
     state_dir: PathBuf,
+    /// Whether the folder is this process's own, removed by [`Loader::cleanup`].
+    owned: bool,
     allowed: Option<std::collections::HashSet<String>>,
 }
 
 static COPY_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The file that marks a folder as a state folder of `posthandler-host`;
+/// only a folder that has it (or is empty) is ever emptied.
+pub const STATE_MARKER: &str = ".posthandler-host-state";
+
 impl Loader {
-    /// A loader whose private copies go into `state_dir`, which it creates
-    /// and empties.
+    /// A loader whose private copies go into `state_dir`, which it creates,
+    /// or empties when it is a state folder of an earlier run.
+    ///
+    /// # Errors
+    ///
+    /// The folder cannot be made, or it holds files and is not a state
+    /// folder (no [`STATE_MARKER`]): the loader never deletes what it did
+    /// not make.
     pub fn new(state_dir: impl Into<PathBuf>) -> Result<Self, crate::Error> {
         let state_dir = state_dir.into();
-        let io = |source| crate::Error::Io {
-            path: state_dir.clone(),
-            action: "preparing the state folder",
-            source,
-        };
-        if state_dir.exists() {
-            std::fs::remove_dir_all(&state_dir).map_err(io)?;
-        }
-        std::fs::create_dir_all(&state_dir).map_err(io)?;
+        prepare_state_dir(&state_dir)?;
         Ok(Loader {
             state_dir,
+            owned: false,
             allowed: None,
         })
+    }
+
+    /// A loader with a state folder of this process's own,
+    /// `<temporary folder>/posthandler-host-<uid>/<pid>`, removed again by
+    /// [`Loader::cleanup`]. Folders that ended processes left there are
+    /// removed first.
+    ///
+    /// # Errors
+    ///
+    /// The parent folder is not a folder of this user closed to others (a
+    /// folder another user can write to would let them swap a plugin copy
+    /// before it is opened), or a folder cannot be made.
+    pub fn in_process_state_dir() -> Result<Self, crate::Error> {
+        let state_dir = process_state_dir()?;
+        prepare_state_dir(&state_dir)?;
+        Ok(Loader {
+            state_dir,
+            owned: true,
+            allowed: None,
+        })
+    }
+
+    /// Removes the private copies, and the state folder too when it is the
+    /// process's own. Mapped images stay valid: an unlinked file stays
+    /// readable while it is mapped.
+    pub fn cleanup(&self) {
+        if self.owned {
+            let _ = std::fs::remove_dir_all(&self.state_dir);
+        } else {
+            let _ = empty_state_dir(&self.state_dir);
+        }
     }
 
     /// Opens only files whose sha256 (lower-case hex) is in `hashes`.
@@ -308,6 +344,108 @@ impl Loader {
             module,
         })
     }
+}
+
+fn state_error(dir: &Path, cause: impl Into<String>) -> crate::Error {
+    crate::Error::StateDir {
+        path: dir.to_path_buf(),
+        cause: cause.into(),
+    }
+}
+
+/// Creates `dir`, or empties it when it is a state folder; marks it.
+fn prepare_state_dir(dir: &Path) -> Result<(), crate::Error> {
+    let io = |source| crate::Error::Io {
+        path: dir.to_path_buf(),
+        action: "preparing the state folder",
+        source,
+    };
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if !meta.is_dir() => return Err(state_error(dir, "is not a folder")),
+        Ok(_) => {
+            let is_state = dir.join(STATE_MARKER).is_file();
+            let empty = std::fs::read_dir(dir).map_err(io)?.next().is_none();
+            if !is_state && !empty {
+                return Err(state_error(
+                    dir,
+                    "holds files and is not a state folder of posthandler-host; refusing to empty it (give a new or empty folder)",
+                ));
+            }
+            empty_state_dir(dir).map_err(io)?;
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        Err(err) => return Err(io(err)),
+    }
+    std::fs::write(
+        dir.join(STATE_MARKER),
+        "private copies of plugin files; posthandler-host empties this folder\n",
+    )
+    .map_err(io)
+}
+
+/// Removes everything in a state folder but its marker.
+fn empty_state_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name() == STATE_MARKER {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// `<temporary folder>/posthandler-host-<uid>/<pid>`, after checking the
+/// parent and removing what ended processes left in it.
+fn process_state_dir() -> Result<PathBuf, crate::Error> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .map_err(|source| crate::Error::Io {
+            path: "/proc/self".into(),
+            action: "finding this process's user",
+            source,
+        })?;
+    let parent = std::env::temp_dir().join(format!("posthandler-host-{uid}"));
+    match std::fs::symlink_metadata(&parent) {
+        Ok(meta) => {
+            if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+                return Err(state_error(
+                    &parent,
+                    "is not a folder of this user closed to others; refusing to keep plugin copies there (remove it, or give --state-dir)",
+                ));
+            }
+        }
+        Err(_) => {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(&parent)
+                .map_err(|source| crate::Error::Io {
+                    path: parent.clone(),
+                    action: "creating the state folder",
+                    source,
+                })?;
+        }
+    }
+    let own = std::process::id();
+    for entry in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let ended = pid != own && !Path::new("/proc").join(pid.to_string()).exists();
+        if ended && entry.path().join(STATE_MARKER).is_file() {
+            // A process that was killed could not clean up after itself.
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    Ok(parent.join(own.to_string()))
 }
 
 /// Reads an allow-list file: one sha256 in hex per line; blank lines and
@@ -486,12 +624,44 @@ mod tests {
     }
 
     #[test]
-    fn the_state_folder_is_emptied_at_start() {
+    fn a_state_folder_of_an_earlier_run_is_emptied_at_start() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        std::fs::create_dir_all(&state).unwrap();
-        std::fs::write(state.join("stale.so"), "x").unwrap();
         Loader::new(&state).unwrap();
-        assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0);
+        std::fs::write(state.join("0-abc-liboauth.so"), "x").unwrap();
+        std::fs::create_dir(state.join("sub")).unwrap();
+        let loader = Loader::new(&state).unwrap();
+        let left: Vec<_> = std::fs::read_dir(&state).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left, [STATE_MARKER]);
+        loader.cleanup();
+        assert!(state.is_dir(), "a folder the user gave stays");
+    }
+
+    #[test]
+    fn a_folder_that_is_not_a_state_folder_is_never_emptied() {
+        // Regression: --state-dir removed whatever folder it was given.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("keep.txt"), "important").unwrap();
+        let err = Loader::new(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("refusing to empty it"), "{err}");
+        assert_eq!(std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(), "important");
+        let file = dir.path().join("keep.txt");
+        assert!(Loader::new(&file).unwrap_err().to_string().ends_with("is not a folder"));
+    }
+
+    #[test]
+    fn the_process_state_folder_is_private_and_removed_at_the_end() {
+        use std::os::unix::fs::MetadataExt;
+        let loader = Loader::in_process_state_dir().unwrap();
+        let parent = loader.state_dir().parent().unwrap().to_path_buf();
+        assert_eq!(std::fs::metadata(&parent).unwrap().mode() & 0o077, 0);
+        // A folder an ended process left (pid numbers above the kernel's
+        // maximum are never running).
+        let stale = parent.join("4194305");
+        Loader::new(&stale).unwrap();
+        let again = Loader::in_process_state_dir().unwrap();
+        assert!(!stale.exists(), "leftovers of ended processes are removed");
+        again.cleanup();
+        assert!(!again.state_dir().exists());
     }
 }

@@ -108,8 +108,10 @@ struct PluginDirArgs {
     #[arg(long, value_name = "DIR", default_value = "./plugins")]
     plugins: PathBuf,
 
-    /// Where private copies of plugin files are kept [default: a folder of
-    /// this process under the system's temporary folder].
+    /// Where private copies of plugin files are kept: a new or empty
+    /// folder, or one an earlier run used (it is emptied) [default: a folder
+    /// of this process under the system's temporary folder, removed at the
+    /// end].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
 
@@ -206,18 +208,11 @@ fn report(err: &anyhow::Error) -> ExitCode {
     code
 }
 
-/// The state folder of this process; removed again when the process ends
-/// normally, and emptied by the loader at start in any case.
-fn state_dir(args: &PluginDirArgs) -> PathBuf {
-    args.state_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir()
-            .join("posthandler-host")
-            .join(std::process::id().to_string())
-    })
-}
-
 fn new_loader(args: &PluginDirArgs) -> anyhow::Result<Loader> {
-    let loader = Loader::new(state_dir(args))?;
+    let loader = match &args.state_dir {
+        Some(dir) => Loader::new(dir)?,
+        None => Loader::in_process_state_dir()?,
+    };
     Ok(match &args.allow_sha256 {
         Some(list) => loader.with_allow_list(posthandler_host::loader::read_allow_list(list)?),
         None => loader,
@@ -263,7 +258,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     serde_json::to_writer_pretty(&mut stdout, &output.record)?;
     writeln!(stdout)?;
     stdout.flush()?;
-    cleanup(&loader);
+    loader.cleanup();
     Ok(ExitCode::Success)
 }
 
@@ -327,7 +322,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         count("tokenRequests"),
         count("cacheHits")
     );
-    cleanup(live.loader());
+    live.loader().cleanup();
     Ok(ExitCode::Success)
 }
 
@@ -365,7 +360,7 @@ fn plugins(args: PluginsArgs) -> anyhow::Result<ExitCode> {
             refused.error
         )?;
     }
-    cleanup(&loader);
+    loader.cleanup();
     Ok(if discovery.refused.is_empty() {
         ExitCode::Success
     } else {
@@ -391,7 +386,7 @@ fn fields(args: FieldsArgs) -> anyhow::Result<ExitCode> {
     } else {
         write!(out, "{}", posthandler_host::fields::render(&choices))?;
     }
-    cleanup(&loader);
+    loader.cleanup();
     Ok(ExitCode::Success)
 }
 
@@ -408,7 +403,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     let (loader, discovery) = load_plugins(&args.dir)?;
     let report = posthandler_host::check::check_file(&args.context, &discovery, server_type);
-    cleanup(&loader);
+    loader.cleanup();
     let mut out = std::io::stdout().lock();
     let report = match report {
         Ok(report) => report,
@@ -456,7 +451,7 @@ fn schema(args: PluginsArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &schema)?;
     writeln!(out)?;
-    cleanup(&loader);
+    loader.cleanup();
     Ok(if discovery.refused.is_empty() {
         ExitCode::Success
     } else {
@@ -492,8 +487,3 @@ fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes the private copies. The images stay mapped until the process
-/// exits, which is safe: an unlinked file stays readable while mapped.
-fn cleanup(loader: &Loader) {
-    let _ = std::fs::remove_dir_all(loader.state_dir());
-}
