@@ -78,6 +78,9 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// The name is a library's, but it is no regular file.
+    #[error("not a regular file (a folder, device, FIFO or dangling link)")]
+    NotAFile,
     /// The file is not a complete shared library for this machine.
     #[error("{0}")]
     NotALibrary(#[from] preflight::PreflightError),
@@ -268,13 +271,22 @@ impl Loader {
                 source,
             })?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| path.is_file())
             .collect();
         files.sort();
 
         let mut discovery = Discovery::default();
         for file in files {
-            if !is_library_name(&file) {
+            let regular = file.is_file();
+            if !regular && is_library_name(&file) {
+                // A directory, FIFO, device or dangling link with a library's
+                // name: never read (a FIFO would block the host).
+                discovery.refused.push(Refused {
+                    file,
+                    error: LoadError::NotAFile,
+                });
+                continue;
+            }
+            if !regular || !is_library_name(&file) {
                 log::debug!("skipping {}: not a {LIBRARY_SUFFIX} file", file.display());
                 discovery.skipped.push(file);
                 continue;
@@ -436,7 +448,11 @@ fn process_state_dir() -> Result<PathBuf, crate::Error> {
     }
     let own = std::process::id();
     for entry in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let ended = pid != own && !Path::new("/proc").join(pid.to_string()).exists();
@@ -575,6 +591,30 @@ mod tests {
     }
 
     #[test]
+    fn library_names_that_are_no_regular_files_are_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("x.so")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("z.so")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", dir.path().join("gone.so")).unwrap();
+        let fifo = dir.path().join("f.so");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        let loader = Loader::new(dir.path().join("state")).unwrap();
+        let found = loader.load_folder(dir.path()).unwrap();
+        let mut refused: Vec<String> = found
+            .refused
+            .iter()
+            .filter(|r| matches!(r.error, LoadError::NotAFile))
+            .map(|r| r.file.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        refused.sort();
+        let mut expected = vec!["gone.so", "x.so", "z.so"];
+        if made.is_ok_and(|s| s.success()) {
+            expected.insert(0, "f.so");
+        }
+        assert_eq!(refused, expected);
+    }
+
+    #[test]
     fn a_text_file_is_refused_with_its_cause() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("libfake.so");
@@ -631,7 +671,11 @@ mod tests {
         std::fs::write(state.join("0-abc-liboauth.so"), "x").unwrap();
         std::fs::create_dir(state.join("sub")).unwrap();
         let loader = Loader::new(&state).unwrap();
-        let left: Vec<_> = std::fs::read_dir(&state).unwrap().flatten().map(|e| e.file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(&state)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(left, [STATE_MARKER]);
         loader.cleanup();
         assert!(state.is_dir(), "a folder the user gave stays");
@@ -644,9 +688,15 @@ mod tests {
         std::fs::write(dir.path().join("keep.txt"), "important").unwrap();
         let err = Loader::new(dir.path()).unwrap_err().to_string();
         assert!(err.contains("refusing to empty it"), "{err}");
-        assert_eq!(std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(), "important");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(),
+            "important"
+        );
         let file = dir.path().join("keep.txt");
-        assert!(Loader::new(&file).unwrap_err().to_string().ends_with("is not a folder"));
+        assert!(Loader::new(&file)
+            .unwrap_err()
+            .to_string()
+            .ends_with("is not a folder"));
     }
 
     #[test]

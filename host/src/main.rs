@@ -163,7 +163,8 @@ struct ServeArgs {
     workers: Option<u16>,
 
     /// How long one record may take before it fails with a timeout.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
     record_timeout: u64,
 
     /// The longest input line accepted; a longer one fails alone.
@@ -486,4 +487,3 @@ fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
     Ok(())
 }
-
