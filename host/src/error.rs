@@ -124,7 +124,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn context(place: impl Into<String>, cause: impl Into<String>) -> Self {
+    /// A context error at `place`.
+    pub fn context(place: impl Into<String>, cause: impl Into<String>) -> Self {
         Error::Context {
             place: place.into(),
             cause: cause.into(),

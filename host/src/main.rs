@@ -247,6 +247,17 @@ fn prepare(
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.context_out {
+        // Found out before a token is asked for, not after.
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if folder.is_some_and(|f| !f.is_dir()) {
+            return Err(Error::context(
+                "--context-out",
+                format!("{}: the folder does not exist", path.display()),
+            )
+            .into());
+        }
+    }
     let record = read_record(&args.record)?;
     let (loader, chain) = prepare(&args.dir, &args.context, args.server_type.as_deref())?;
     let output = chain.run(&record)?;

@@ -400,3 +400,30 @@ fn the_bundled_example_gets_a_token_the_server_confirms() {
     assert_eq!(server.requests().len(), 1, "only the test system was asked");
     assert_no_secret(&output.stderr, &token);
 }
+
+#[test]
+fn a_context_out_in_a_missing_folder_fails_before_any_token_request() {
+    // Regression: the token was fetched first and the run failed after it.
+    let server = ScriptedServer::start(|_| Reply::json(500, "{}"));
+    let ctx = context(vec![system(
+        "test",
+        &server.token_url(),
+        clients::HEADER,
+        "header",
+    )]);
+    let output = run_once(
+        &[&artifacts().oauth_plugin],
+        "test",
+        &ctx,
+        &record(),
+        &["--context-out", "/nonexistent-folder/context.json"],
+    );
+    assert_eq!(output.code, Some(2), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("--context-out") && output.stderr.contains("does not exist"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(output.stdout, "");
+    assert_eq!(server.requests().len(), 0);
+}
