@@ -389,8 +389,16 @@ impl LiveChain {
     pub fn watch(self: &Arc<Self>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
         let live = self.clone();
         std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                std::thread::sleep(POLL_INTERVAL);
+            // Short naps, so that the end of a run does not wait out a
+            // whole interval.
+            let nap = POLL_INTERVAL / 10;
+            'scans: loop {
+                for _ in 0..10 {
+                    if stop.load(Ordering::SeqCst) {
+                        break 'scans;
+                    }
+                    std::thread::sleep(nap);
+                }
                 live.poll();
             }
         })

@@ -295,7 +295,10 @@ impl Host {
 
 /// Waits for `child` and collects its output; kills it after `timeout`.
 pub fn wait_with_output(mut child: Child, timeout: Duration) -> Output {
-    let mut stdout = child.stdout.take().unwrap();
+    let mut stdout: Box<dyn Read + Send> = match child.stdout.take() {
+        Some(pipe) => Box::new(pipe),
+        None => Box::new(std::io::empty()),
+    };
     let mut stderr = child.stderr.take().unwrap();
     let out = std::thread::spawn(move || {
         let mut s = String::new();

@@ -41,3 +41,41 @@ fn a_slow_stream_gets_each_line_without_waiting_for_a_full_buffer() {
         "lines lagged {max_lag} records behind the input"
     );
 }
+
+#[test]
+fn serve_ends_with_exit_1_when_its_output_is_closed() {
+    // Regression: with more records than its queues held, serve blocked
+    // forever once the reader of its output had gone (`| head -1`).
+    let dir = plugin_dir(&[&artifacts().rest_plugin]);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = json!({"postProcessorPlugins": [{"plugin": "REST", "destinationSystems": [{"headerValue": "v"}]}]});
+    let ctx = write_json(work.path(), "c.json", &ctx);
+    let mut child = std::process::Command::new(&artifacts().host)
+        .args(["serve", "--server-type", "test", "--plugins"])
+        .arg(dir.path())
+        .arg("--context")
+        .arg(&ctx)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        for seq in 0..20_000 {
+            if writeln!(stdin, "{}", json!({"seq": seq})).is_err() {
+                break;
+            }
+        }
+    });
+    let output = posthandler_tests::wait_with_output(child, Duration::from_secs(60));
+    feeder.join().unwrap();
+    assert_eq!(output.code, Some(1), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("writing results to standard output"),
+        "{}",
+        output.stderr
+    );
+}
