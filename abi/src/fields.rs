@@ -71,6 +71,12 @@ pub struct FieldDescription {
     /// The value the plugin uses when the field is not set, as text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
+    /// For a field of a list item: this field names the server type
+    /// (`dev`, `test`, `prod`) the item is for. The host resolves the secret
+    /// references of an item only when it names the run's server type, so
+    /// that an installation needs only its own secrets.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub server_type_selector: bool,
 }
 
 /// Parses [`crate::PluginMetadata::fields_json`].
@@ -107,6 +113,20 @@ mod tests {
         let json = serde_json::to_string(&fields).unwrap();
         assert!(json.contains("\"type\":\"list\""));
         assert_eq!(parse(&json).unwrap(), fields);
+    }
+
+    #[test]
+    fn a_server_type_selector_is_written_only_when_set() {
+        let selector = FieldDescription {
+            key: "limitToServertype".into(),
+            server_type_selector: true,
+            ..Default::default()
+        };
+        let json = serde_json::to_string(std::slice::from_ref(&selector)).unwrap();
+        assert!(json.contains("\"serverTypeSelector\":true"), "{json}");
+        assert_eq!(parse(&json).unwrap(), [selector]);
+        let plain = serde_json::to_string(&[FieldDescription::default()]).unwrap();
+        assert!(!plain.contains("serverTypeSelector"), "{plain}");
     }
 
     #[test]

@@ -188,7 +188,14 @@ pub fn check_text(
         let place = entry_place(index);
         let entry = &mut value[CHAIN_KEY][index];
         normalize::normalize_object(entry, &plugin.fields, &place, &mut problems);
-        secrets::resolve_object(entry, &plugin.fields, &place, base, &mut problems);
+        secrets::resolve_object(
+            entry,
+            &plugin.fields,
+            &place,
+            base,
+            server_type,
+            &mut problems,
+        );
     }
 
     let view = View {

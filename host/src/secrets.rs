@@ -15,6 +15,7 @@
 
 use crate::check::Problem;
 use crate::destination::ChainFields;
+use crate::server_type::ServerType;
 use crate::Error;
 use posthandler_abi::fields::{FieldDescription, FieldType};
 use serde_json::Value;
@@ -43,6 +44,16 @@ impl<'a> Reference<'a> {
         }
     }
 
+    /// Why the reference itself is unusable, wherever it is resolved: it
+    /// names no variable or no file.
+    pub fn malformed(self) -> Option<String> {
+        match self {
+            Reference::Env("") => Some("'env:' names no environment variable".into()),
+            Reference::File("") => Some("'file:' names no file".into()),
+            _ => None,
+        }
+    }
+
     /// The secret, reading the environment or a file relative to `base`.
     ///
     /// # Errors
@@ -50,9 +61,11 @@ impl<'a> Reference<'a> {
     /// A cause naming the reference (the variable or the file), never a
     /// value.
     pub fn resolve(self, base: &Path) -> Result<String, String> {
+        if let Some(cause) = self.malformed() {
+            return Err(cause);
+        }
         match self {
             Reference::Literal(text) => Ok(text.to_owned()),
-            Reference::Env("") => Err("'env:' names no environment variable".into()),
             Reference::Env(name) => match std::env::var(name) {
                 Ok(value) if value.is_empty() => Err(format!(
                     "environment variable '{}' (from 'env:{0}') is empty",
@@ -68,7 +81,6 @@ impl<'a> Reference<'a> {
                     name.escape_debug()
                 )),
             },
-            Reference::File("") => Err("'file:' names no file".into()),
             Reference::File(path) => {
                 let full = base.join(path);
                 let text = std::fs::read(&full).map_err(|err| {
@@ -117,19 +129,40 @@ pub fn for_each_secret(
     place: &str,
     visit: &mut dyn FnMut(&str, &mut Value),
 ) {
+    walk_secrets(object, fields, place, None, &mut |at, value, _| {
+        visit(at, value)
+    });
+}
+
+/// [`for_each_secret`], telling `visit` also the server type named by the
+/// [selector](FieldDescription::server_type_selector) of the innermost list
+/// item that holds the secret, if any.
+fn walk_secrets(
+    object: &mut Value,
+    fields: &[FieldDescription],
+    place: &str,
+    selected: Option<&str>,
+    visit: &mut dyn FnMut(&str, &mut Value, Option<&str>),
+) {
     let Value::Object(map) = object else {
         return;
     };
+    let selector = fields
+        .iter()
+        .find(|f| f.server_type_selector)
+        .and_then(|f| map.get(&f.key)?.as_str().map(str::to_owned));
+    let selected = selector.as_deref().or(selected);
     for field in fields {
         let Some(value) = map.get_mut(&field.key) else {
             continue;
         };
         let at = format!("{place}.{}", field.key);
         match (field.field_type, value) {
-            (FieldType::Secret, value) => visit(&at, value),
+            (FieldType::Secret, value) => visit(&at, value, selected),
             (FieldType::List, Value::Array(items)) => {
                 for (i, item) in items.iter_mut().enumerate() {
-                    for_each_secret(item, &field.item_fields, &format!("{at}[{i}]"), visit);
+                    let item_place = format!("{at}[{i}]");
+                    walk_secrets(item, &field.item_fields, &item_place, selected, visit);
                 }
             }
             _ => {}
@@ -137,23 +170,46 @@ pub fn for_each_secret(
     }
 }
 
-/// Resolves every secret reference in `object` in place; a reference that
-/// cannot be resolved stays as it is and becomes a problem.
+/// Resolves every secret reference in `object` in place for a run on
+/// `server_type`; a reference that cannot be resolved stays as it is and
+/// becomes a problem.
+///
+/// A reference in a list item whose selector names another server type
+/// (or any, when `server_type` is `None`) is never replaced: the run does
+/// not use that item. It is still checked: a malformed reference is an
+/// error, a variable or file that is missing here only a warning.
 pub fn resolve_object(
     object: &mut Value,
     fields: &[FieldDescription],
     place: &str,
     base: &Path,
+    server_type: Option<ServerType>,
     problems: &mut Vec<Problem>,
 ) {
-    for_each_secret(object, fields, place, &mut |at, value| {
+    walk_secrets(object, fields, place, None, &mut |at, value, selected| {
         let Value::String(text) = value else { return };
         let Some(reference) = Reference::parse(text) else {
             return;
         };
-        match reference.resolve(base) {
-            Ok(secret) => *text = secret,
-            Err(cause) => problems.push(Problem::error(at, cause)),
+        let elsewhere = selected.filter(|s| server_type.map(ServerType::as_str) != Some(*s));
+        let Some(other) = elsewhere else {
+            match reference.resolve(base) {
+                Ok(secret) => *text = secret,
+                Err(cause) => problems.push(Problem::error(at, cause)),
+            }
+            return;
+        };
+        if let Some(cause) = reference.malformed() {
+            problems.push(Problem::error(at, cause));
+        } else if let Err(cause) = reference.resolve(base) {
+            let shown: String = other.chars().take(20).collect();
+            problems.push(Problem::warning(
+                at,
+                format!(
+                    "{cause} (needed only on server type '{}')",
+                    shown.escape_debug()
+                ),
+            ));
         }
     });
 }
@@ -251,6 +307,7 @@ pub fn context_out(path: &Path, chain: &dyn ChainFields, output: &Value) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::Severity;
     use serde_json::json;
 
     fn secret_field() -> Vec<FieldDescription> {
@@ -318,6 +375,7 @@ mod tests {
             &secret_field(),
             "p[0]",
             Path::new("."),
+            None,
             &mut problems,
         );
         assert_eq!(problems.len(), 1);
@@ -325,6 +383,94 @@ mod tests {
             .to_string()
             .starts_with("error: p[0].restPassword: environment"));
         assert_eq!(entry["restPassword"], "env:POSTHANDLER_TEST_SURELY_UNSET");
+    }
+
+    fn systems_fields() -> Vec<FieldDescription> {
+        let selector = FieldDescription {
+            key: "limitToServertype".into(),
+            label: "Limit to Servertype".into(),
+            field_type: FieldType::Choice,
+            server_type_selector: true,
+            ..Default::default()
+        };
+        vec![FieldDescription {
+            key: "destinationSystems".into(),
+            label: "Destination Systems".into(),
+            field_type: FieldType::List,
+            item_fields: [vec![selector], secret_field()].concat(),
+            ..Default::default()
+        }]
+    }
+
+    fn two_systems() -> Value {
+        json!({"destinationSystems": [
+            {"limitToServertype": "test", "restPassword": "env:PATH"},
+            {"limitToServertype": "prod", "restPassword": "env:POSTHANDLER_TEST_SURELY_UNSET"},
+            {"limitToServertype": "dev", "restPassword": "env:"}
+        ]})
+    }
+
+    #[test]
+    fn only_the_systems_of_the_run_server_type_need_their_secrets() {
+        let mut entry = two_systems();
+        let mut problems = vec![];
+        let test = Some(ServerType::Test);
+        resolve_object(
+            &mut entry,
+            &systems_fields(),
+            "p[0]",
+            Path::new("."),
+            test,
+            &mut problems,
+        );
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "warning: p[0].destinationSystems[1].restPassword: environment variable \
+                 'POSTHANDLER_TEST_SURELY_UNSET' (from 'env:POSTHANDLER_TEST_SURELY_UNSET') is \
+                 not set (needed only on server type 'prod')",
+                "error: p[0].destinationSystems[2].restPassword: 'env:' names no environment variable",
+            ]
+        );
+        let systems = &entry["destinationSystems"];
+        assert_eq!(systems[0]["restPassword"], std::env::var("PATH").unwrap());
+        assert_eq!(
+            systems[1]["restPassword"],
+            "env:POSTHANDLER_TEST_SURELY_UNSET"
+        );
+    }
+
+    #[test]
+    fn without_a_server_type_no_system_secret_is_resolved_and_missing_ones_warn() {
+        let mut entry = two_systems();
+        let mut problems = vec![];
+        resolve_object(
+            &mut entry,
+            &systems_fields(),
+            "p[0]",
+            Path::new("."),
+            None,
+            &mut problems,
+        );
+        let severities: Vec<_> = problems
+            .iter()
+            .map(|p| (p.severity, p.place.clone()))
+            .collect();
+        assert_eq!(
+            severities,
+            [
+                (
+                    Severity::Warning,
+                    "p[0].destinationSystems[1].restPassword".to_owned()
+                ),
+                (
+                    Severity::Error,
+                    "p[0].destinationSystems[2].restPassword".to_owned()
+                ),
+            ]
+        );
+        assert_eq!(entry, two_systems(), "references stay as written");
     }
 
     #[test]

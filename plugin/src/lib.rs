@@ -136,6 +136,7 @@ pub fn fields() -> Vec<FieldDescription> {
                 "The server type this system is for; the one matching the installation is used"
                     .into(),
             ),
+            server_type_selector: true,
             ..choice(
                 "limitToServertype",
                 "Limit to Servertype",

@@ -131,14 +131,10 @@ fn check_reports_every_problem_of_each_broken_context_at_once() {
         (
             "missing-secret-reference.json",
             vec![
-                (
-                    system(0, "restPassword"),
-                    "environment variable 'POSTHANDLER_TEST_NEVER_SET' (from 'env:POSTHANDLER_TEST_NEVER_SET') is not set",
-                ),
-                (
-                    system(1, "restPassword"),
-                    "(from 'file:no-such-secret.txt') cannot be read (not found)",
-                ),
+                // Malformed wherever the system is used: errors even for
+                // systems of other server types.
+                (system(0, "restPassword"), "'env:' names no environment variable"),
+                (system(1, "restPassword"), "'file:' names no file"),
             ],
         ),
         (
@@ -547,6 +543,71 @@ fn every_text_fields_lists_passes_check_and_is_written_by_run() {
         written += 1;
     }
     assert_eq!(written, 3, "each REST field took a token");
+}
+
+#[test]
+fn a_run_needs_only_the_secrets_of_its_own_server_type() {
+    let server = OidcServer::start(&[]);
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut context = documented_context(&server.token_url());
+    let systems = &mut context["postProcessorPlugins"][0]["destinationSystems"];
+    systems[0]["restPassword"] = json!("env:POSTHANDLER_TEST_TEST_SECRET");
+    let mut prod = systems[0].clone();
+    prod["limitToServertype"] = json!("prod");
+    prod["restPassword"] = json!("env:POSTHANDLER_TEST_PROD_SECRET");
+    systems.as_array_mut().unwrap().push(prod);
+    let path = write_json(dir.path(), "c.json", &context);
+    let env = [("POSTHANDLER_TEST_TEST_SECRET", clients::HEADER.1)];
+    let prod_missing = "postProcessorPlugins[0].destinationSystems[1].restPassword: \
+        environment variable 'POSTHANDLER_TEST_PROD_SECRET' (from \
+        'env:POSTHANDLER_TEST_PROD_SECRET') is not set (needed only on server type 'prod')";
+
+    // The staging run gets its token without the production secret.
+    let out = dir.path().join("out.json");
+    let (output, record) = run_record(&run_args(plugins.path(), &path, &out), &env);
+    let token = record["auth"]["accessToken"].as_str().unwrap();
+    assert_eq!(server.introspect(token)["active"], true);
+    assert!(output.stderr.contains(prod_missing), "{}", output.stderr);
+    let after: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(
+        after["postProcessorPlugins"][0]["destinationSystems"][1]["restPassword"],
+        "env:POSTHANDLER_TEST_PROD_SECRET"
+    );
+
+    // `check` for test warns about the prod secret; for prod, it is an error.
+    let check_as = |extra: &[&str]| {
+        let mut args = vec!["check", "--plugins", plugins.path().to_str().unwrap()];
+        args.extend(["--context", path.to_str().unwrap()]);
+        args.extend(extra);
+        host(&args, &env, &[])
+    };
+    let output = check_as(&["--server-type", "test"]);
+    assert_eq!(output.code, Some(0), "{}", output.stdout);
+    assert!(
+        output
+            .stdout
+            .contains(&format!("warning: {prod_missing}\n")),
+        "{}",
+        output.stdout
+    );
+    let output = check_as(&["--server-type", "prod"]);
+    assert_eq!(output.code, Some(2), "{}", output.stdout);
+    assert_eq!(
+        error_lines(&output),
+        [
+            "error: postProcessorPlugins[0].destinationSystems[1].restPassword: environment \
+          variable 'POSTHANDLER_TEST_PROD_SECRET' (from 'env:POSTHANDLER_TEST_PROD_SECRET') \
+          is not set"
+        ],
+        "{}",
+        output.stdout
+    );
+    // Without a server type, every system's missing secret is a warning.
+    let output = check_as(&[]);
+    assert_eq!(output.code, Some(0), "{}", output.stdout);
+    assert!(output.stdout.contains(prod_missing), "{}", output.stdout);
+    assert!(error_lines(&output).is_empty(), "{}", output.stdout);
 }
 
 #[test]
