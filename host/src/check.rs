@@ -385,6 +385,9 @@ fn check_object(
         if text.trim().is_empty() {
             if field.required {
                 problems.push(Problem::error(at, "must not be empty"));
+            } else if field.field_type == FieldType::DestinationField {
+                // `run` does not take a blank destination for unset.
+                problems.extend(destination(field, &at, text));
             }
             continue;
         }

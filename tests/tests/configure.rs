@@ -89,6 +89,19 @@ fn check_reports_every_problem_of_each_broken_context_at_once() {
                 (system(0, "restPassword"), "missing"),
             ],
         ),
+        (
+            "empty-destination.json",
+            vec![
+                (
+                    format!("{at}.destinationFieldForToken"),
+                    "'' is neither a JSON Pointer (starting with /) nor a field label",
+                ),
+                (
+                    format!("{at}.destinationFieldForExpires"),
+                    "' ' is neither a JSON Pointer (starting with /) nor a field label",
+                ),
+            ],
+        ),
         ("relative-url.json", vec![(system(0, "restUrl"), not_absolute)]),
         ("http-to-remote-host.json", vec![(system(0, "restUrl"), https_required)]),
         (
@@ -197,6 +210,26 @@ fn check_reports_every_problem_of_each_broken_context_at_once() {
             expected.len()
         )));
     }
+}
+
+#[test]
+fn run_refuses_a_blank_destination_with_the_cause_check_gives() {
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
+    let context = root().join("tests/contexts/empty-destination.json");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.json");
+    let output = Host::new(run_args(plugins.path(), &context, &out))
+        .stdin("{}")
+        .run();
+    no_leak(&output, &[]);
+    assert_eq!(output.code, Some(2), "{}", output.stderr);
+    assert!(
+        output.stderr.contains(
+            "postProcessorPlugins[0].destinationFieldForToken: '' is neither a JSON Pointer"
+        ),
+        "{}",
+        output.stderr
+    );
 }
 
 /// The example contexts (files of `examples/` with a chain).
