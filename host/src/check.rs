@@ -18,11 +18,12 @@
 //!    its HTTP client there.
 //!
 //! `configure` stops at the first problem. So that the plugin's problems are
-//! reported all at once too, each place already reported is given a
-//! placeholder value of its field's type in a private copy, and `configure`
-//! is called again, at most [`MAX_PLUGIN_ROUNDS`] times per server type. A
-//! problem the plugin reports at a place the host's own checks already named
-//! is not reported twice.
+//! reported all at once too, in a private copy each place already reported
+//! is unset when its field is optional free text or a URL, or else given a
+//! placeholder value of its field's type, and `configure` is called again, at
+//! most [`MAX_PLUGIN_ROUNDS`] times per server type. Each place is reported
+//! once: not again when the host's own checks already named it, nor a second
+//! time by the plugin (that one would be about the placeholder).
 //!
 //! With a server type, a plugin instance that answers `stats.v1` with
 //! `"passThrough": true` (no destination system for it) is a warning: the run
@@ -564,9 +565,10 @@ fn plugin_checks(
                     ),
                 ),
             };
-            let problem = Problem::error(&place, cause);
-            if !known_places.contains(place.as_str()) && !found.contains(&problem) {
-                found.push(problem);
+            // One problem per place: a second one there would be about
+            // the placeholder, not the context.
+            if !known_places.contains(place.as_str()) && !found.iter().any(|p| p.place == place) {
+                found.push(Problem::error(&place, cause));
             }
             let Some(path) = place.strip_prefix(&entry_prefix) else {
                 break;
@@ -595,9 +597,9 @@ fn passes_through(instance: &posthandler_abi::PosthandlerBox) -> bool {
         .unwrap_or(false)
 }
 
-/// Gives the field at `path` (such as `.destinationSystems[1].restUrl`,
-/// below an entry) a placeholder of its type, or removes a key no field
-/// describes. Returns whether anything could be repaired.
+/// Gives the required field at `path` (such as
+/// `.destinationSystems[1].restUrl`, below an entry) a placeholder of its
+/// type, or removes an optional field or a key no field describes. Returns whether anything could be repaired.
 fn repair(entry: &mut Value, fields: &[FieldDescription], path: &str) -> bool {
     let Some(rest) = path.strip_prefix('.') else {
         return false;
@@ -627,6 +629,17 @@ fn repair(entry: &mut Value, fields: &[FieldDescription], path: &str) -> bool {
     }
     if !tail.is_empty() {
         return false;
+    }
+    // Placeholder text or a URL could be wrong for what the plugin does
+    // with it (a proxy scheme, a file to read): unset such a field when it
+    // is optional. Choices and destinations have placeholders always valid.
+    let free_form = matches!(
+        field.field_type,
+        FieldType::Text | FieldType::Secret | FieldType::Url
+    );
+    if free_form && !field.required {
+        map.remove(&field.key);
+        return true;
     }
     let placeholder = match field.field_type {
         FieldType::Text | FieldType::Secret => Value::from("placeholder"),
@@ -684,6 +697,20 @@ mod tests {
             item_fields: system_fields(),
             ..Default::default()
         }]
+    }
+
+    fn optional_fields() -> Vec<FieldDescription> {
+        let optional = |key: &str, field_type| FieldDescription {
+            key: key.into(),
+            field_type,
+            ..Default::default()
+        };
+        let mut fields = fields();
+        fields[0].item_fields.extend([
+            optional("proxy", FieldType::Url),
+            optional("caFile", FieldType::Text),
+        ]);
+        fields
     }
 
     fn problems_of(entry: Value) -> Vec<String> {
@@ -761,7 +788,7 @@ mod tests {
     }
 
     #[test]
-    fn repair_gives_placeholders_and_drops_unknown_keys() {
+    fn repair_gives_required_fields_placeholders_and_drops_optional_and_unknown_keys() {
         let mut entry = json!({"destinationSystems": [{"restUrl": "x", "oops": 1}]});
         assert!(repair(
             &mut entry,
@@ -774,6 +801,17 @@ mod tests {
             &fields(),
             ".destinationSystems[0].restPassword"
         ));
+        let mut optional = json!({"destinationSystems": [{"proxy": "socks5://h:1", "caFile": "/x",
+            "clientAuthentication": "both"}]});
+        for key in ["proxy", "caFile", "clientAuthentication"] {
+            let path = format!(".destinationSystems[0].{key}");
+            assert!(repair(&mut optional, &optional_fields(), &path), "{key}");
+        }
+        assert_eq!(
+            optional,
+            json!({"destinationSystems": [{"clientAuthentication": "header"}]}),
+            "optional text and URLs are unset, choices get a value they allow"
+        );
         assert!(!repair(&mut entry, &fields(), ".destinationSystems"));
         assert!(!repair(
             &mut entry,

@@ -102,6 +102,13 @@ fn check_reports_every_problem_of_each_broken_context_at_once() {
                 ),
             ],
         ),
+        (
+            "bad-transport-settings.json",
+            vec![
+                (system(0, "proxy"), "scheme 'socks5' is not supported"),
+                (system(0, "caCertificateFile"), "cannot read '/nonexistent.pem'"),
+            ],
+        ),
         ("relative-url.json", vec![(system(0, "restUrl"), not_absolute)]),
         ("http-to-remote-host.json", vec![(system(0, "restUrl"), https_required)]),
         (
