@@ -106,7 +106,10 @@ pub struct Report {
     /// Every problem found: unusable references and spellings first, then
     /// the host's checks in the order of the context, then the plugins'.
     pub problems: Vec<Problem>,
-    /// Chain entries whose plugin is not loaded (also among `problems`).
+    /// What stops `run` before anything else, in this order (also among
+    /// `problems`): the context's shape (`name` not a string, the chain not a
+    /// list, an entry not an object or without a plugin name), then chain
+    /// entries whose plugin is not loaded.
     pub missing: Vec<Error>,
 }
 
@@ -124,8 +127,8 @@ impl Report {
 ///
 /// # Errors
 ///
-/// The file cannot be read, is not JSON, or has no usable chain: nothing
-/// else can be checked then.
+/// The file cannot be read or is not JSON: nothing else can be checked
+/// then. A context of the wrong shape is a report with its problems.
 pub fn check_file(
     path: &Path,
     discovery: &Discovery,
@@ -144,7 +147,9 @@ pub fn check_file(
         source,
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    check_text(&text, base, discovery, server_type).map_err(in_file)
+    let mut report = check_text(&text, base, discovery, server_type).map_err(in_file)?;
+    report.missing = report.missing.into_iter().map(in_file).collect();
+    Ok(report)
 }
 
 /// [`check_file`] on context text; `base` is the folder `file:` references
@@ -165,13 +170,17 @@ pub fn check_text(
         cause: format!("not valid JSON ({err})"),
     })?;
     normalize::normalize_top(&mut value, &mut problems);
-    let names = Context::parse(&value.to_string())?.plugins;
+    let (names, mut missing) = structure(&value);
+    for err in &missing {
+        let (place, cause) = split_message(&err.to_string());
+        problems.push(Problem::error(place, cause));
+    }
 
-    let mut missing = Vec::new();
     let mut plugins = Vec::with_capacity(names.len());
     for (index, name) in names.iter().enumerate() {
+        // An entry without a usable plugin name is among the problems above.
         let plugin = discovery.active(name).cloned();
-        if plugin.is_none() {
+        if plugin.is_none() && !name.is_empty() {
             let err = Error::MissingPlugin {
                 index,
                 name: name.clone(),
@@ -229,7 +238,21 @@ pub fn check_text(
         problems.extend(found);
     }
 
-    let context = Context::parse(&value.to_string())?;
+    let json = value.to_string();
+    let context = match Context::parse(&json) {
+        Ok(context) => context,
+        // Its shape is among the problems; the report still carries it.
+        Err(_) => Context {
+            name: value
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .into(),
+            value,
+            json,
+            plugins: names,
+        },
+    };
     Ok(Report {
         context,
         problems,
@@ -242,8 +265,9 @@ pub fn check_text(
 ///
 /// # Errors
 ///
-/// A chain entry names no loaded plugin ([`Error::MissingPlugin`], the
-/// first one), or the context has problems: one [`Error::Context`] whose
+/// The first of [`Report::missing`]: the context's shape is wrong (an
+/// [`Error::Context`], as [`Context::parse`] gives it) or a chain entry names
+/// no loaded plugin ([`Error::MissingPlugin`]); or the context has problems: one [`Error::Context`] whose
 /// text lists them all, `place: cause; place: cause`.
 pub fn settle(
     path: &Path,
@@ -272,6 +296,57 @@ pub fn settle(
         place: first.place.clone(),
         cause,
     })
+}
+
+/// Every problem of the context's own shape, as [`Context::parse`] would
+/// name them (it stops at the first), and the plugin name of each chain
+/// entry, empty where it has none.
+fn structure(context: &Value) -> (Vec<String>, Vec<Error>) {
+    let mut problems = Vec::new();
+    let Value::Object(top) = context else {
+        return (
+            vec![],
+            vec![Error::context("context", "must be a JSON object")],
+        );
+    };
+    if top.get("name").is_some_and(|name| !name.is_string()) {
+        problems.push(Error::context("name", "must be a string"));
+    }
+    let chain = match top.get(CHAIN_KEY) {
+        Some(Value::Array(chain)) => chain.as_slice(),
+        Some(_) => {
+            problems.push(Error::context(CHAIN_KEY, "must be a list"));
+            &[]
+        }
+        None => {
+            problems.push(Error::context(CHAIN_KEY, "missing"));
+            &[]
+        }
+    };
+    let mut names = Vec::with_capacity(chain.len());
+    for (index, entry) in chain.iter().enumerate() {
+        let at = entry_place(index);
+        let name = match entry.get("plugin") {
+            Some(Value::String(name)) if !name.trim().is_empty() => name.clone(),
+            Some(_) => {
+                problems.push(Error::context(
+                    format!("{at}.plugin"),
+                    "must be a plugin name",
+                ));
+                String::new()
+            }
+            None if !entry.is_object() => {
+                problems.push(Error::context(at, "must be a JSON object"));
+                String::new()
+            }
+            None => {
+                problems.push(Error::context(format!("{at}.plugin"), "missing"));
+                String::new()
+            }
+        };
+        names.push(name);
+    }
+    (names, problems)
 }
 
 fn entry_place(index: usize) -> String {

@@ -109,6 +109,23 @@ fn check_reports_every_problem_of_each_broken_context_at_once() {
                 (system(0, "caCertificateFile"), "cannot read '/nonexistent.pem'"),
             ],
         ),
+        (
+            "wrong-shapes.json",
+            vec![
+                ("name".into(), "must be a string"),
+                (format!("{at}.plugin"), "must be a plugin name"),
+                (
+                    "postProcessorPlugins[1].destinationSystems".into(),
+                    "must be a list",
+                ),
+            ],
+        ),
+        (
+            "entries-not-objects.json",
+            (0..4)
+                .map(|i| (format!("postProcessorPlugins[{i}]"), "must be a JSON object"))
+                .collect(),
+        ),
         ("relative-url.json", vec![(system(0, "restUrl"), not_absolute)]),
         ("http-to-remote-host.json", vec![(system(0, "restUrl"), https_required)]),
         (
@@ -234,6 +251,26 @@ fn run_refuses_a_blank_destination_with_the_cause_check_gives() {
         output.stderr.contains(
             "postProcessorPlugins[0].destinationFieldForToken: '' is neither a JSON Pointer"
         ),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn run_still_refuses_a_context_of_the_wrong_shape_at_its_first_problem() {
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
+    let context = root().join("tests/contexts/wrong-shapes.json");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.json");
+    let output = Host::new(run_args(plugins.path(), &context, &out))
+        .stdin("{}")
+        .run();
+    no_leak(&output, &[]);
+    assert_eq!(output.code, Some(2), "{}", output.stderr);
+    assert!(
+        output
+            .stderr
+            .contains("wrong-shapes.json: name: must be a string"),
         "{}",
         output.stderr
     );
