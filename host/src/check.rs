@@ -114,6 +114,28 @@ pub struct Report {
 }
 
 impl Report {
+    /// The summary `check` prints after the problems: `sound (0 errors, 1
+    /// warning)` or `not sound (1 error, 2 warnings)`, each count with its
+    /// noun in the singular only for one.
+    pub fn summary(&self) -> String {
+        let errors = self
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .count();
+        let warnings = self.problems.len() - errors;
+        let verdict = if errors == 0 { "sound" } else { "not sound" };
+        let counted = |n: usize, noun: &str| match n {
+            1 => format!("1 {noun}"),
+            n => format!("{n} {noun}s"),
+        };
+        format!(
+            "{verdict} ({}, {})",
+            counted(errors, "error"),
+            counted(warnings, "warning")
+        )
+    }
+
     /// Whether the context is sound: no problem of severity error.
     pub fn is_sound(&self) -> bool {
         self.problems
@@ -896,6 +918,30 @@ mod tests {
         assert_eq!(
             entry,
             json!({"destinationSystems": [{"restUrl": "https://placeholder.invalid/", "restPassword": "placeholder"}]})
+        );
+    }
+
+    #[test]
+    fn the_summary_counts_errors_and_warnings_in_singular_or_plural() {
+        let report = |problems| Report {
+            context: Context::parse(r#"{"postProcessorPlugins":[]}"#).unwrap(),
+            problems,
+            missing: vec![],
+        };
+        let error = || Problem::error("p", "c");
+        let warning = || Problem::warning("p", "c");
+        assert_eq!(report(vec![]).summary(), "sound (0 errors, 0 warnings)");
+        assert_eq!(
+            report(vec![warning()]).summary(),
+            "sound (0 errors, 1 warning)"
+        );
+        assert_eq!(
+            report(vec![error()]).summary(),
+            "not sound (1 error, 0 warnings)"
+        );
+        assert_eq!(
+            report(vec![error(), error(), warning(), warning()]).summary(),
+            "not sound (2 errors, 2 warnings)"
         );
     }
 
