@@ -421,7 +421,11 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         Ok(report) => report,
         Err(err) => {
             writeln!(out, "error: {:#}", anyhow::Error::from(err))?;
-            writeln!(out, "{}: not sound (1 error)", args.context.display())?;
+            writeln!(
+                out,
+                "{}: not sound (1 error, 0 warnings)",
+                args.context.display()
+            )?;
             return Ok(ExitCode::Configuration);
         }
     };
@@ -433,13 +437,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|p| p.severity == posthandler_host::check::Severity::Error)
         .count();
-    let warnings = report.problems.len() - errors;
-    let verdict = if errors == 0 { "sound" } else { "not sound" };
-    writeln!(
-        out,
-        "{}: {verdict} ({errors} errors, {warnings} warnings)",
-        args.context.display()
-    )?;
+    writeln!(out, "{}: {}", args.context.display(), report.summary())?;
     Ok(if errors == 0 {
         ExitCode::Success
     } else {

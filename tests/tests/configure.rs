@@ -229,10 +229,13 @@ fn check_reports_every_problem_of_each_broken_context_at_once() {
             "{file}: each problem once, no other:\n{}",
             output.stdout
         );
-        assert!(output.stdout.ends_with(&format!(
-            "{file}: not sound ({} errors, 0 warnings)\n",
-            expected.len()
-        )));
+        let counted = match expected.len() {
+            1 => "1 error".to_owned(),
+            n => format!("{n} errors"),
+        };
+        assert!(output
+            .stdout
+            .ends_with(&format!("{file}: not sound ({counted}, 0 warnings)\n")));
     }
 }
 
