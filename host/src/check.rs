@@ -163,11 +163,14 @@ pub fn check_file(
         },
         other => other,
     };
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        action: "reading the context",
-        source,
-    })?;
+    let text =
+        crate::context::read_capped(path, crate::context::MAX_CONTEXT_BYTES).map_err(|source| {
+            Error::Io {
+                path: path.to_path_buf(),
+                action: "reading the context",
+                source,
+            }
+        })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut report = check_text(&text, base, discovery, server_type).map_err(in_file)?;
     report.missing = report.missing.into_iter().map(in_file).collect();

@@ -8,6 +8,41 @@ use crate::Error;
 use serde_json::Value;
 use std::path::Path;
 
+/// The largest context file read; a larger one (or an endless one such as
+/// a device) is an error, not a host that eats its memory.
+pub const MAX_CONTEXT_BYTES: u64 = 16 << 20;
+
+/// Reads a file of at most `limit` bytes.
+///
+/// # Errors
+///
+/// The file cannot be read, or is longer than `limit` (`InvalidData`,
+/// saying so); an endless file (a device) is read no further than that.
+pub fn read_capped_bytes(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("longer than {limit} bytes"),
+        ));
+    }
+    Ok(data)
+}
+
+/// [`read_capped_bytes`] for a text file.
+///
+/// # Errors
+///
+/// As [`read_capped_bytes`], and `InvalidData` when the file is not UTF-8.
+pub fn read_capped(path: &Path, limit: u64) -> std::io::Result<String> {
+    String::from_utf8(read_capped_bytes(path, limit)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
 /// The key of the chain in a context.
 pub const CHAIN_KEY: &str = "postProcessorPlugins";
 
@@ -27,7 +62,7 @@ pub struct Context {
 impl Context {
     /// Reads and parses a context file.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let text = read_capped(path, MAX_CONTEXT_BYTES).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             action: "reading the context",
             source,
@@ -104,6 +139,14 @@ mod tests {
         .unwrap();
         assert_eq!(ctx.name, "Products");
         assert_eq!(ctx.plugins, ["OAuth 2.0", "REST"]);
+    }
+
+    #[test]
+    fn an_endless_or_huge_context_file_is_refused_without_reading_it_all() {
+        let err = Context::load(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(err.to_string(), "/dev/zero: reading the context failed");
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert_eq!(cause, "longer than 16777216 bytes");
     }
 
     #[test]

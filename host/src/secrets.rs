@@ -83,14 +83,16 @@ impl<'a> Reference<'a> {
             },
             Reference::File(path) => {
                 let full = base.join(path);
-                let text = std::fs::read(&full).map_err(|err| {
-                    format!(
-                        "file '{}' (from 'file:{}') cannot be read ({})",
-                        full.display(),
-                        path.escape_debug(),
-                        io_cause(&err)
-                    )
-                })?;
+                // A secret is short; a device or a huge file is a mistake.
+                let text = crate::context::read_capped_bytes(&full, MAX_SECRET_FILE_BYTES)
+                    .map_err(|err| {
+                        format!(
+                            "file '{}' (from 'file:{}') cannot be read ({})",
+                            full.display(),
+                            path.escape_debug(),
+                            io_cause(&err)
+                        )
+                    })?;
                 let text = String::from_utf8(text).map_err(|_| {
                     format!(
                         "file '{}' (from 'file:{}') is not UTF-8 text",
@@ -263,6 +265,9 @@ fn place_to_pointer(place: &str) -> String {
         .collect()
 }
 
+/// The largest secret file read.
+const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
+
 /// The context to write out after a run of `chain` that left `output`:
 /// [`restore_references`] with the references of the context file at
 /// `path` (read again and normalized as when it was loaded).
@@ -271,11 +276,14 @@ fn place_to_pointer(place: &str) -> String {
 ///
 /// The file cannot be read or parsed any more.
 pub fn context_out(path: &Path, chain: &dyn ChainFields, output: &Value) -> Result<Value, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        action: "reading the context again",
-        source,
-    })?;
+    let text =
+        crate::context::read_capped(path, crate::context::MAX_CONTEXT_BYTES).map_err(|source| {
+            Error::Io {
+                path: path.to_path_buf(),
+                action: "reading the context again",
+                source,
+            }
+        })?;
     let mut original: Value = serde_json::from_str(&text).map_err(|err| Error::Context {
         place: path.display().to_string(),
         cause: format!("not valid JSON ({err})"),
