@@ -35,6 +35,28 @@ fn context(server: &OidcServer) -> Value {
     })
 }
 
+/// What every swap test starts from: the OAuth server, both plugin
+/// versions, an empty plugin folder and a work folder.
+struct Stage {
+    server: OidcServer,
+    old: std::path::PathBuf,
+    new: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    work: tempfile::TempDir,
+}
+
+impl Stage {
+    fn new() -> Self {
+        Stage {
+            server: OidcServer::start(&[]),
+            old: oauth_plugin_version(OLD),
+            new: oauth_plugin_version(NEW),
+            dir: tempfile::tempdir().unwrap(),
+            work: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
 fn start_serve(dir: &Path, work: &Path, server: &OidcServer) -> ServeProcess {
     let ctx = write_json(work, "context.json", &context(server));
     ServeProcess::start([
@@ -101,10 +123,13 @@ fn assert_complete(lines: &[Value], sent: u64) {
 
 #[test]
 fn a_new_version_takes_over_mid_stream_with_no_record_lost_doubled_or_mixed() {
-    let server = OidcServer::start(&[]);
-    let (old, new) = (oauth_plugin_version(OLD), oauth_plugin_version(NEW));
-    let dir = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
+    let Stage {
+        server,
+        old,
+        new,
+        dir,
+        work,
+    } = Stage::new();
     drop_in(&old, dir.path(), "liboauth2_a.so");
     let mut serve = start_serve(dir.path(), work.path(), &server);
     let (stop, sent) = (
@@ -162,10 +187,13 @@ fn a_new_version_takes_over_mid_stream_with_no_record_lost_doubled_or_mixed() {
 
 #[test]
 fn overwriting_and_deleting_the_dropped_file_never_crashes_the_host() {
-    let server = OidcServer::start(&[]);
-    let (old, new) = (oauth_plugin_version(OLD), oauth_plugin_version(NEW));
-    let dir = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
+    let Stage {
+        server,
+        old,
+        new,
+        dir,
+        work,
+    } = Stage::new();
     let file = dir.path().join("liboauth2.so");
     std::fs::copy(&old, &file).unwrap();
     let mut serve = start_serve(dir.path(), work.path(), &server);
@@ -235,10 +263,13 @@ fn overwriting_and_deleting_the_dropped_file_never_crashes_the_host() {
 
 #[test]
 fn a_broken_file_is_reported_and_the_running_version_keeps_serving() {
-    let server = OidcServer::start(&[]);
-    let (old, new) = (oauth_plugin_version(OLD), oauth_plugin_version(NEW));
-    let dir = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
+    let Stage {
+        server,
+        old,
+        new,
+        dir,
+        work,
+    } = Stage::new();
     drop_in(&old, dir.path(), "liboauth2_a.so");
     let mut serve = start_serve(dir.path(), work.path(), &server);
 
@@ -270,10 +301,13 @@ fn a_broken_file_is_reported_and_the_running_version_keeps_serving() {
 
 #[test]
 fn removing_the_newer_file_swaps_back_to_the_older_version() {
-    let server = OidcServer::start(&[]);
-    let (old, new) = (oauth_plugin_version(OLD), oauth_plugin_version(NEW));
-    let dir = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
+    let Stage {
+        server,
+        old,
+        new,
+        dir,
+        work,
+    } = Stage::new();
     drop_in(&old, dir.path(), "liboauth2_a.so");
     drop_in(&new, dir.path(), "liboauth2_b.so");
     let mut serve = start_serve(dir.path(), work.path(), &server);
@@ -312,10 +346,13 @@ const MAX_GROWTH_PER_SWAP_KIB: u64 = 4 * 1024;
 
 #[test]
 fn fifty_swaps_under_load_lose_nothing_and_stay_within_the_stated_memory() {
-    let server = OidcServer::start(&[]);
-    let (old, new) = (oauth_plugin_version(OLD), oauth_plugin_version(NEW));
-    let dir = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
+    let Stage {
+        server,
+        old,
+        new,
+        dir,
+        work,
+    } = Stage::new();
     drop_in(&old, dir.path(), "liboauth2_a.so");
     let mut serve = start_serve(dir.path(), work.path(), &server);
     let pid = serve.pid();
