@@ -91,6 +91,17 @@ impl PluginError {
         }
     }
 
+    /// The answer to a versioned payload `kind` the receiver does not know
+    /// ([`ErrorKind::Unsupported`]). The kind is quoted escaped and cut to
+    /// 60 characters, so the message stays one short line.
+    pub fn unsupported(kind: &str) -> Self {
+        let shown: String = kind.chars().take(60).collect();
+        PluginError::new(
+            ErrorKind::Unsupported,
+            format!("payload kind '{}' is not supported", shown.escape_debug()),
+        )
+    }
+
     /// The kind of the error.
     pub fn kind(&self) -> ErrorKind {
         ErrorKind::from_code(self.kind_code)
@@ -121,6 +132,19 @@ mod tests {
         ] {
             assert_eq!(ErrorKind::from_code(kind.code()), kind);
         }
+    }
+
+    #[test]
+    fn unsupported_payloads_are_named_on_one_short_line() {
+        let err = PluginError::unsupported("cache.v9");
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert_eq!(
+            err.message.as_str(),
+            "payload kind 'cache.v9' is not supported"
+        );
+        let odd = PluginError::unsupported(&format!("a\nb{}", "x".repeat(100)));
+        assert!(!odd.message.contains('\n'));
+        assert!(odd.message.len() < 100, "{}", odd.message);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! `RUST_LOG=posthandler_oauth2=debug` works as for host modules.
 
 use abi_stable::std_types::{RResult, RStr, RString};
-use posthandler_abi::{logging::level_from_code, ErrorKind, HostServices, PluginError};
+use posthandler_abi::{logging::level_from_code, HostServices, PluginError};
 
 /// The services every plugin is configured with.
 pub fn services() -> HostServices {
@@ -37,11 +37,5 @@ extern "C" fn plugin_log(level: u8, target: RStr<'_>, message: RStr<'_>) {
 }
 
 extern "C" fn plugin_call(kind: RStr<'_>, _payload: RStr<'_>) -> RResult<RString, PluginError> {
-    RResult::RErr(PluginError::new(
-        ErrorKind::Unsupported,
-        format!(
-            "the host does not know payload kind '{}'",
-            kind.as_str().escape_debug()
-        ),
-    ))
+    RResult::RErr(PluginError::unsupported(kind.as_str()))
 }

@@ -540,7 +540,7 @@ impl Posthandler for OAuthPosthandler {
         posthandler_abi::catch_panic("call", || match kind.as_str() {
             posthandler_abi::payload::STATS_V1 => RResult::ROk(self.stats_json().into()),
             other => token_cache_call(&self.cache, self.clock.now(), other, payload.as_str())
-                .unwrap_or_else(|| RResult::RErr(unsupported(other))),
+                .unwrap_or_else(|| RResult::RErr(PluginError::unsupported(other))),
         })
     }
 }
@@ -567,17 +567,6 @@ fn token_cache_call(
         _ => return None,
     };
     Some(answer)
-}
-
-/// The error for a payload kind the plugin does not know.
-fn unsupported(kind: &str) -> PluginError {
-    PluginError::new(
-        ErrorKind::Unsupported,
-        format!(
-            "payload kind '{}' is not supported",
-            config::one_line(kind, 60)
-        ),
-    )
 }
 
 /// A [`PluginError`] whose message is `error` followed by its sources, each
@@ -669,7 +658,7 @@ mod export {
             let now = crate::clock::Clock::now(&crate::clock::SystemClock);
             let cache = crate::cache::TokenCache::global();
             crate::token_cache_call(cache, now, kind.as_str(), payload.as_str())
-                .unwrap_or_else(|| RResult::RErr(crate::unsupported(kind.as_str())))
+                .unwrap_or_else(|| RResult::RErr(PluginError::unsupported(kind.as_str())))
         })
     }
 }

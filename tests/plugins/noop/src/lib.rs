@@ -18,9 +18,9 @@ use abi_stable::{
     std_types::{RResult, RStr, RString},
 };
 use posthandler_abi::{
-    catch_panic, ConfigureRequest, ErrorKind, HostServices, PluginError, PluginMetadata,
-    PostProcessorPlugin, PostProcessorPluginRef, Posthandler, PosthandlerBox, Posthandler_TO,
-    ProcessOutput, INTERFACE_VERSION,
+    catch_panic, ConfigureRequest, HostServices, PluginError, PluginMetadata, PostProcessorPlugin,
+    PostProcessorPluginRef, Posthandler, PosthandlerBox, Posthandler_TO, ProcessOutput,
+    INTERFACE_VERSION,
 };
 
 /// The name chain entries use for this plugin.
@@ -61,14 +61,7 @@ fn configure(
 
 #[sabi_extern_fn]
 fn call(kind: RStr<'_>, _payload: RStr<'_>) -> RResult<RString, PluginError> {
-    RResult::RErr(unsupported(kind.as_str()))
-}
-
-fn unsupported(kind: &str) -> PluginError {
-    PluginError::new(
-        ErrorKind::Unsupported,
-        format!("payload kind '{}' is not supported", kind.escape_debug()),
-    )
+    RResult::RErr(PluginError::unsupported(kind.as_str()))
 }
 
 /// The configured posthandler: holds nothing.
@@ -86,13 +79,14 @@ impl Posthandler for Noop {
     }
 
     fn call(&self, kind: RStr<'_>, _payload: RStr<'_>) -> RResult<RString, PluginError> {
-        RResult::RErr(unsupported(kind.as_str()))
+        RResult::RErr(PluginError::unsupported(kind.as_str()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use posthandler_abi::ErrorKind;
 
     #[test]
     fn process_writes_nothing() {

@@ -97,7 +97,9 @@ impl Posthandler for Rest {
     }
 
     fn call(&self, kind: RStr<'_>, _payload: RStr<'_>) -> RResult<RString, PluginError> {
-        catch_panic("call", || RResult::RErr(crate::unsupported(kind.as_str())))
+        catch_panic("call", || {
+            RResult::RErr(PluginError::unsupported(kind.as_str()))
+        })
     }
 }
 

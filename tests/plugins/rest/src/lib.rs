@@ -36,8 +36,8 @@ use abi_stable::{
 use posthandler_abi::{
     catch_panic,
     fields::{FieldDescription, FieldType},
-    logging, ConfigureRequest, ErrorKind, HostServices, PluginError, PluginMetadata,
-    PostProcessorPlugin, PostProcessorPluginRef, PosthandlerBox, Posthandler_TO, INTERFACE_VERSION,
+    logging, ConfigureRequest, HostServices, PluginError, PluginMetadata, PostProcessorPlugin,
+    PostProcessorPluginRef, PosthandlerBox, Posthandler_TO, INTERFACE_VERSION,
 };
 
 /// The name chain entries use for this plugin.
@@ -90,16 +90,9 @@ fn configure(
 
 #[sabi_extern_fn]
 fn call(kind: RStr<'_>, _payload: RStr<'_>) -> RResult<RString, PluginError> {
-    catch_panic("call", || RResult::RErr(unsupported(kind.as_str())))
-}
-
-/// The answer to a versioned payload this plugin does not know (it knows
-/// none).
-pub(crate) fn unsupported(kind: &str) -> PluginError {
-    PluginError::new(
-        ErrorKind::Unsupported,
-        format!("payload kind '{}' is not supported", kind.escape_debug()),
-    )
+    catch_panic("call", || {
+        RResult::RErr(PluginError::unsupported(kind.as_str()))
+    })
 }
 
 fn describe() -> PluginMetadata {
