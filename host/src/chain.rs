@@ -15,7 +15,7 @@
 //!   so no half-enriched record leaves the chain.
 
 use crate::context::Context;
-use crate::destination::{self, ChainFields, Target};
+use crate::destination::{self, ChainFields, Prepared, Target};
 use crate::loader::{Discovery, Plugin};
 use crate::server_type::ServerType;
 use crate::Error;
@@ -31,12 +31,19 @@ struct Step {
     index: usize,
     plugin: Arc<Plugin>,
     instance: PosthandlerBox,
+    /// Its destination fields' values, resolved at configure; a write to
+    /// any other destination is resolved when it comes.
+    destinations: Vec<(String, Prepared)>,
 }
 
 /// A context's chain, configured and ready for records.
 pub struct Chain {
     context: Context,
     steps: Vec<Step>,
+    /// Name and version of each step's plugin, in order.
+    handled_by: Vec<(String, String)>,
+    /// [`Chain::handled_by_json`] of a run through every step.
+    handled_by_all: String,
 }
 
 /// The outcome of one record's run.
@@ -104,12 +111,14 @@ impl Chain {
             context: &context,
             discovery,
         };
-        for (index, plugin) in plugins.iter().enumerate() {
-            check_destinations(&fields, index, plugin)?;
-        }
+        let destinations = plugins
+            .iter()
+            .enumerate()
+            .map(|(index, plugin)| check_destinations(&fields, index, plugin))
+            .collect::<Result<Vec<_>, _>>()?;
 
         let mut steps = Vec::with_capacity(plugins.len());
-        for (index, plugin) in plugins.into_iter().enumerate() {
+        for ((index, plugin), destinations) in plugins.into_iter().enumerate().zip(destinations) {
             let request = ConfigureRequest {
                 context_json: RStr::from_str(&context.json),
                 plugin_index: index as u32,
@@ -136,9 +145,20 @@ impl Chain {
                 index,
                 plugin,
                 instance,
+                destinations,
             });
         }
-        Ok(Chain { context, steps })
+        let handled_by: Vec<_> = steps
+            .iter()
+            .map(|s| (s.plugin.name.clone(), s.plugin.version.to_string()))
+            .collect();
+        let handled_by_all = handled_json(&handled_by).to_string();
+        Ok(Chain {
+            context,
+            steps,
+            handled_by,
+            handled_by_all,
+        })
     }
 
     /// The plugin of each step, in chain order.
@@ -158,22 +178,39 @@ impl Chain {
     /// The record is not a JSON object, a posthandler failed, or one of its
     /// writes could not be applied. Nothing of the run is kept.
     pub fn run(&self, record_json: &str) -> Result<RunOutput, Error> {
-        let mut handled_by = Vec::with_capacity(self.steps.len());
-        self.run_traced(record_json, &mut handled_by)
+        let mut ran = 0;
+        self.run_traced(record_json, &mut ran)
             .map(|(record, context)| RunOutput {
                 record,
-                context,
-                handled_by,
+                context: context.into_owned(),
+                handled_by: self.handled_by(ran).to_vec(),
             })
     }
 
-    /// [`Chain::run`], recording in `handled_by` the name and version of each
-    /// plugin that ran, also when the run fails (the failing one is last).
+    /// Name and version of the plugins of the first `ran` steps.
+    pub fn handled_by(&self, ran: usize) -> &[(String, String)] {
+        &self.handled_by[..ran.min(self.handled_by.len())]
+    }
+
+    /// The `handledBy` array of an output line after the first `ran` steps:
+    /// `[{"name": ..., "version": ...}, ...]`.
+    pub fn handled_by_json(&self, ran: usize) -> Cow<'_, str> {
+        if ran >= self.steps.len() {
+            Cow::Borrowed(&self.handled_by_all)
+        } else {
+            Cow::Owned(handled_json(self.handled_by(ran)).to_string())
+        }
+    }
+
+    /// [`Chain::run`] without copying the context unless a posthandler
+    /// changed it, counting in `ran` the steps that ran, also when the run
+    /// fails (the failing one is the last counted).
     pub fn run_traced(
         &self,
         record_json: &str,
-        handled_by: &mut Vec<(String, String)>,
-    ) -> Result<(Value, Value), Error> {
+        ran: &mut usize,
+    ) -> Result<(Value, Cow<'_, Value>), Error> {
+        *ran = 0;
         let mut record: Value = serde_json::from_str(record_json)
             .map_err(|err| Error::Record(format!("not valid JSON ({err})")))?;
         if !record.is_object() {
@@ -194,7 +231,7 @@ impl Chain {
             if std::mem::take(&mut context_stale) {
                 context_text = Cow::Owned(context.to_string());
             }
-            handled_by.push((step.plugin.name.clone(), step.plugin.version.to_string()));
+            *ran += 1;
             let output = match step
                 .instance
                 .process(RStr::from_str(&record_text), RStr::from_str(&context_text))
@@ -233,13 +270,27 @@ impl Chain {
                     })?),
                     None => None,
                 };
-                match destination::resolve(&write.destination, step.index, self).map_err(&refuse)? {
-                    Target::Record(pointer) => {
-                        destination::apply(&mut record, &pointer, value).map_err(&refuse)?;
+                let resolved;
+                let prepared = match step
+                    .destinations
+                    .iter()
+                    .find(|(configured, _)| configured == write.destination.as_str())
+                {
+                    Some((_, prepared)) => prepared,
+                    None => {
+                        resolved = destination::resolve(&write.destination, step.index, self)
+                            .and_then(Prepared::new)
+                            .map_err(&refuse)?;
+                        &resolved
+                    }
+                };
+                match prepared.target() {
+                    Target::Record(_) => {
+                        prepared.apply(&mut record, value).map_err(&refuse)?;
                         record_changed = true;
                     }
-                    Target::Context(pointer) => {
-                        destination::apply(context.to_mut(), &pointer, value).map_err(&refuse)?;
+                    Target::Context(_) => {
+                        prepared.apply(context.to_mut(), value).map_err(&refuse)?;
                         context_changed = true;
                     }
                 }
@@ -247,7 +298,7 @@ impl Chain {
             record_stale |= record_changed;
             context_stale |= context_changed;
         }
-        Ok((record, context.into_owned()))
+        Ok((record, context))
     }
 
     /// The sum of every posthandler's counters (the `stats.v1` payload);
@@ -287,9 +338,15 @@ impl ChainFields for Chain {
     }
 }
 
-/// Checks every destination field of the entry at `index`: the fields the
-/// plugin describes as [`FieldType::DestinationField`].
-fn check_destinations(chain: &dyn ChainFields, index: usize, plugin: &Plugin) -> Result<(), Error> {
+/// Checks every destination field of the entry at `index` (the fields the
+/// plugin describes as [`FieldType::DestinationField`]) and resolves each
+/// value once.
+fn check_destinations(
+    chain: &dyn ChainFields,
+    index: usize,
+    plugin: &Plugin,
+) -> Result<Vec<(String, Prepared)>, Error> {
+    let mut prepared = Vec::new();
     let entry = chain
         .context()
         .get(crate::context::CHAIN_KEY)
@@ -303,13 +360,23 @@ fn check_destinations(chain: &dyn ChainFields, index: usize, plugin: &Plugin) ->
         match entry.and_then(|e| e.get(&field.key)) {
             None | Some(Value::Null) => {}
             Some(Value::String(dest)) => {
-                destination::resolve(dest, index, chain)
+                let target = destination::resolve(dest, index, chain)
+                    .and_then(Prepared::new)
                     .map_err(|cause| Error::context(&place, cause))?;
+                prepared.push((dest.clone(), target));
             }
             Some(_) => return Err(Error::context(place, "must be a string")),
         }
     }
-    Ok(())
+    Ok(prepared)
+}
+
+/// `[{"name": ..., "version": ...}, ...]` of `handled_by`.
+pub(crate) fn handled_json(handled_by: &[(String, String)]) -> Value {
+    handled_by
+        .iter()
+        .map(|(name, version)| serde_json::json!({"name": name, "version": version}))
+        .collect()
 }
 
 /// Adds the numeric members of `counts` to those of `total`.

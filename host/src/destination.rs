@@ -195,17 +195,73 @@ fn escape(key: &str) -> String {
 /// object or array. `doc` may then hold objects created on the way, so
 /// callers apply writes to a copy they drop on error.
 pub fn apply(doc: &mut Value, pointer: &str, value: Option<Value>) -> Result<(), String> {
-    let tokens = parse_pointer(pointer)?;
-    let (last, parents) = tokens.split_last().expect("split always yields a token");
+    apply_tokens(doc, pointer, &parse_pointer(pointer)?, value)
+}
+
+/// A destination resolved once, its pointer already split into reference
+/// tokens, for a chain that writes to it on every record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    target: Target,
+    tokens: Vec<String>,
+}
+
+impl Prepared {
+    /// Prepares `target`.
+    ///
+    /// # Errors
+    ///
+    /// Its pointer is malformed.
+    pub fn new(target: Target) -> Result<Prepared, String> {
+        let tokens = parse_pointer(target.pointer())?;
+        Ok(Prepared { target, tokens })
+    }
+
+    /// Where the values go.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// [`apply`] at this destination's pointer in `doc`, which is the
+    /// record or the context as [`Prepared::target`] says.
+    ///
+    /// # Errors
+    ///
+    /// As [`apply`].
+    pub fn apply(&self, doc: &mut Value, value: Option<Value>) -> Result<(), String> {
+        apply_tokens(doc, self.target.pointer(), &self.tokens, value)
+    }
+}
+
+impl Target {
+    /// The JSON Pointer, into the record or the context.
+    pub fn pointer(&self) -> &str {
+        match self {
+            Target::Record(pointer) | Target::Context(pointer) => pointer,
+        }
+    }
+}
+
+/// [`apply`] with the pointer's reference tokens already parsed; `pointer`
+/// is only for the messages.
+fn apply_tokens(
+    doc: &mut Value,
+    pointer: &str,
+    tokens: &[String],
+    value: Option<Value>,
+) -> Result<(), String> {
+    let (last, parents) = tokens.split_last().expect("a pointer has a token");
     let mut here = doc;
     for (depth, token) in parents.iter().enumerate() {
         here = match here {
             Value::Object(map) => {
-                if value.is_none() && !map.contains_key(token) {
-                    return Ok(());
+                if !map.contains_key(token) {
+                    if value.is_none() {
+                        return Ok(());
+                    }
+                    map.insert(token.clone(), Value::Object(Default::default()));
                 }
-                map.entry(token.clone())
-                    .or_insert_with(|| Value::Object(Default::default()))
+                map.get_mut(token).expect("the key is there")
             }
             Value::Array(items) => match token.parse::<usize>().ok().and_then(|i| items.get_mut(i))
             {
@@ -217,11 +273,15 @@ pub fn apply(doc: &mut Value, pointer: &str, value: Option<Value>) -> Result<(),
         };
     }
     match (here, value) {
-        (Value::Object(map), Some(value)) => {
-            map.insert(last.clone(), value);
-        }
+        (Value::Object(map), Some(value)) => match map.get_mut(last) {
+            Some(slot) => *slot = value,
+            None => {
+                map.insert(last.clone(), value);
+            }
+        },
         (Value::Object(map), None) => {
-            map.remove(last);
+            // Not `remove`, which moves the last field into the gap.
+            map.shift_remove(last);
         }
         (Value::Array(items), Some(value)) => match last.parse::<usize>() {
             Ok(i) if i < items.len() => items[i] = value,
@@ -399,6 +459,28 @@ mod tests {
         assert_eq!(doc, json!({"id": 1, "auth": {"accessToken": "t"}}));
         apply(&mut doc, "/a~1b/c~0d", Some(json!(2))).unwrap();
         assert_eq!(doc["a/b"]["c~d"], json!(2));
+    }
+
+    #[test]
+    fn removing_a_field_keeps_the_order_of_the_others() {
+        let mut doc: Value =
+            serde_json::from_str(r#"{"auth": {"a": 1, "refreshToken": "r", "b": 2, "c": 3}}"#)
+                .unwrap();
+        apply(&mut doc, "/auth/refreshToken", None).unwrap();
+        assert_eq!(doc.to_string(), r#"{"auth":{"a":1,"b":2,"c":3}}"#);
+    }
+
+    #[test]
+    fn a_prepared_destination_writes_as_apply_does() {
+        let prepared = Prepared::new(Target::Record("/auth/a~1b".into())).unwrap();
+        let (mut by_prepared, mut by_apply) = (json!({"id": 1}), json!({"id": 1}));
+        for value in [Some(json!("t")), Some(json!("u")), None] {
+            prepared.apply(&mut by_prepared, value.clone()).unwrap();
+            apply(&mut by_apply, "/auth/a~1b", value).unwrap();
+            assert_eq!(by_prepared, by_apply);
+        }
+        assert_eq!(by_prepared, json!({"id": 1, "auth": {}}));
+        assert!(Prepared::new(Target::Record("/bad~2".into())).is_err());
     }
 
     #[test]

@@ -548,26 +548,35 @@ fn handle(chain: Result<Arc<Chain>, String>, text: &str) -> (bool, String) {
             }
         }
     };
-    let mut handled_by = Vec::new();
-    match chain.run_traced(text, &mut handled_by) {
-        Ok((record, _context)) => (false, success_line(&record, &handled_by)),
+    let mut ran = 0;
+    match chain.run_traced(text, &mut ran) {
+        Ok((record, _context)) => (
+            false,
+            success_line(&record, &chain.handled_by_json(ran), text.len()),
+        ),
         Err(err) => match input() {
-            Ok(input) => failure(input, &handled_by, error_kind(&err), &err.to_string()),
+            Ok(input) => failure(
+                input,
+                chain.handled_by(ran),
+                error_kind(&err),
+                &err.to_string(),
+            ),
             Err(line) => line,
         },
     }
 }
 
 /// `{"record": ..., "handledBy": [...]}`, written straight from the record
-/// rather than through a new JSON tree around it.
-fn success_line(record: &Value, handled_by: &[(String, String)]) -> String {
-    let mut line = String::with_capacity(1024);
-    line.push_str("{\"record\":");
-    line.push_str(&record.to_string());
-    line.push_str(",\"handledBy\":");
-    line.push_str(&handled(handled_by).to_string());
-    line.push('}');
-    line
+/// into the line rather than through a new JSON tree around it; `size` is
+/// the input's length, to allocate once.
+fn success_line(record: &Value, handled_by: &str, size: usize) -> String {
+    let mut line = Vec::with_capacity(size + handled_by.len() + 256);
+    line.extend_from_slice(b"{\"record\":");
+    serde_json::to_writer(&mut line, record).expect("a Value serialises into memory");
+    line.extend_from_slice(b",\"handledBy\":");
+    line.extend_from_slice(handled_by.as_bytes());
+    line.push(b'}');
+    String::from_utf8(line).expect("serde_json writes UTF-8")
 }
 
 fn failure(
@@ -579,16 +588,9 @@ fn failure(
     let line = json!({
         "record": record,
         "error": {"kind": kind, "message": message},
-        "handledBy": handled(handled_by),
+        "handledBy": crate::chain::handled_json(handled_by),
     });
     (true, line.to_string())
-}
-
-fn handled(handled_by: &[(String, String)]) -> Value {
-    handled_by
-        .iter()
-        .map(|(name, version)| json!({"name": name, "version": version}))
-        .collect()
 }
 
 /// The `kind` of an error in an output line.
