@@ -116,6 +116,9 @@ async function recordTokenRequests(ctx, next) {
     client_id: (basic.present ? basic.clientId : form.get('client_id')) ?? null,
     grant_type: form.get('grant_type'),
     scope: form.get('scope'),
+    // The client's end of the TCP connection: requests with the same port
+    // came over one kept-alive connection.
+    remote_port: ctx.req.socket.remotePort ?? null,
     status: null,
   };
   requests.push(entry);

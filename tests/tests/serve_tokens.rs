@@ -339,6 +339,19 @@ fn a_short_lived_token_is_renewed_before_it_expires() {
     let tokens = done.tokens();
     assert_eq!(tokens.len(), requests, "each request's token was used");
     assert_eq!(introspected, tokens);
+    // Renewals come every 2.5 s, within the server's 5 s keep-alive: all
+    // of them go over the stream's one connection.
+    let ports: BTreeSet<u64> = server
+        .requests()
+        .iter()
+        .filter(|request| request["path"] == "/token")
+        .map(|request| request["remote_port"].as_u64().expect("a client port"))
+        .collect();
+    assert_eq!(
+        ports.len(),
+        1,
+        "one connection for all token requests: {ports:?}"
+    );
 
     // The next token appears before the last line of the one before expires.
     let mut order: Vec<&str> = Vec::new();
