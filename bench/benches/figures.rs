@@ -4,9 +4,10 @@
 //!   through the plugin file loaded by the host library (`loaded`), the same
 //!   plugin code linked into this benchmark (`linked`), and the whole
 //!   `Chain::run` the host does per record (`chain_run`).
-//! - `token_fetch/*`: one client credentials request, on a new connection
-//!   and on a warm one, by the plugin's client and by the `oauth2` crate's
-//!   ureq client.
+//!
+//! The token fetch figure is not here: criterion measures one benchmark
+//! after another, and the token server changes in between (see
+//! `posthandler_bench::fetch`).
 //!
 //! Run through `bench/run.sh`, which builds the release artifacts first and
 //! puts the medians into `BENCHMARKS.md`.
@@ -17,18 +18,14 @@ use std::time::Duration;
 
 use abi_stable::std_types::RStr;
 use criterion::{criterion_group, criterion_main, Criterion};
-use oauth2::basic::BasicClient;
-use oauth2::{ClientId, ClientSecret, Scope, TokenResponse, TokenUrl};
 use posthandler_abi::{ConfigureRequest, Posthandler, PosthandlerBox};
-use posthandler_bench::{context, record_1kb, release, Oidc, CLIENT_ID, CLIENT_SECRET, SCOPE};
+use posthandler_bench::{context, record_1kb, release, Oidc};
 use posthandler_host::chain::Chain;
 use posthandler_host::context::Context;
 use posthandler_host::loader::{Discovery, Loader};
 use posthandler_oauth2::cache::TokenCache;
 use posthandler_oauth2::clock::SystemClock;
-use posthandler_oauth2::config::OAuthConfig;
 use posthandler_oauth2::http::UreqTransport;
-use posthandler_oauth2::token::{Grant, TokenClient};
 use posthandler_oauth2::OAuthPosthandler;
 
 fn config() -> Criterion {
@@ -116,56 +113,9 @@ fn process(c: &mut Criterion, oidc: &Oidc) {
     group.finish();
 }
 
-fn token_fetch(c: &mut Criterion, oidc: &Oidc) {
-    let context_json = context(&oidc.token_url()).to_string();
-    let config = OAuthConfig::parse(&context_json, 0).expect("the context parses");
-    let system = config.systems[0].clone();
-    let plugin_client = || {
-        TokenClient::new(
-            "bench".into(),
-            0,
-            system.clone(),
-            Box::new(UreqTransport::new()),
-        )
-    };
-
-    let oauth2_client = BasicClient::new(ClientId::new(CLIENT_ID.into()))
-        .set_client_secret(ClientSecret::new(CLIENT_SECRET.into()))
-        .set_token_uri(TokenUrl::new(oidc.token_url()).expect("a token URL"));
-    let oauth2_fetch = |agent: &ureq2::Agent| {
-        let token = oauth2_client
-            .exchange_client_credentials()
-            .add_scope(Scope::new(SCOPE.into()))
-            .request(agent)
-            .expect("oauth2 gets a token");
-        black_box(token.access_token().secret().len())
-    };
-
-    let mut group = c.benchmark_group("token_fetch");
-    group.bench_function("plugin_new_connection", |b| {
-        b.iter(|| {
-            let client = plugin_client();
-            black_box(client.fetch(&Grant::ClientCredentials).is_ok())
-        })
-    });
-    let warm = plugin_client();
-    assert!(warm.fetch(&Grant::ClientCredentials).is_ok());
-    group.bench_function("plugin_warm", |b| {
-        b.iter(|| black_box(warm.fetch(&Grant::ClientCredentials).is_ok()))
-    });
-    group.bench_function("oauth2_new_connection", |b| {
-        b.iter(|| oauth2_fetch(&ureq2::AgentBuilder::new().redirects(0).build()))
-    });
-    let agent = ureq2::AgentBuilder::new().redirects(0).build();
-    oauth2_fetch(&agent);
-    group.bench_function("oauth2_warm", |b| b.iter(|| oauth2_fetch(&agent)));
-    group.finish();
-}
-
 fn figures(c: &mut Criterion) {
     let oidc = Oidc::start(Duration::from_secs(3600));
     process(c, &oidc);
-    token_fetch(c, &oidc);
 }
 
 criterion_group! {

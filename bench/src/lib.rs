@@ -9,6 +9,8 @@
 
 #![deny(missing_docs)]
 
+pub mod fetch;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -61,10 +61,11 @@ fn table(whole: &Value) -> String {
     let linked = criterion_us("process", "linked");
     let loaded = criterion_us("process", "loaded");
     let chain = criterion_us("process", "chain_run");
-    let plugin_new = criterion_us("token_fetch", "plugin_new_connection");
-    let plugin_warm = criterion_us("token_fetch", "plugin_warm");
-    let oauth2_new = criterion_us("token_fetch", "oauth2_new_connection");
-    let oauth2_warm = criterion_us("token_fetch", "oauth2_warm");
+    let fetch = &whole["fetch"];
+    let plugin_new = f(&fetch["plugin_new_us"]);
+    let plugin_warm = f(&fetch["plugin_warm_us"]);
+    let oauth2_new = f(&fetch["oauth2_new_us"]);
+    let oauth2_warm = f(&fetch["oauth2_warm_us"]);
     let curl_new = f(&whole["curl"]["new_us"]);
     let curl_warm = f(&whole["curl"]["warm_us"]);
     let t = &whole["throughput"];
