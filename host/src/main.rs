@@ -43,7 +43,7 @@ enum Command {
     /// Read export records as JSON lines on stdin and write one result line
     /// per record on stdout, in input order.
     #[command(
-        after_help = "Each output line is a JSON object: \"record\" (the enriched record, or the\ninput unchanged when it failed), \"error\" (absent on success, else \"kind\" and\n\"message\") and \"handledBy\" (name and version of each plugin that ran).\n\nExample:\n  tail -f exports.jsonl | posthandler-host serve --server-type prod \\\n    --plugins ./plugins --context context.json > enriched.jsonl\n\nExit codes: 0 every record read has its line (failed ones included), 2 usage or\nconfiguration error, 5 plugin failure at start, 1 anything else."
+        after_help = "Each output line is a JSON object: \"record\" (the enriched record, or the\ninput unchanged when it failed), \"error\" (absent on success, else \"kind\" and\n\"message\") and \"handledBy\" (name and version of each plugin that ran).\n\nExample:\n  tail -f exports.jsonl | posthandler-host serve --server-type prod \\\n    --plugins ./plugins --context context.json > enriched.jsonl\n\nSIGTERM or Ctrl-C: no further record is read; those read get their lines.\nA second one ends at once (exit 1), without lines for the records running.\n\nExit codes: 0 every record read has its line (failed ones included), 2 usage or\nconfiguration error, 5 plugin failure at start, 1 anything else."
     )]
     Serve(ServeArgs),
     /// List the plugins a load of the folder finds, and why any file was
@@ -282,11 +282,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let context = posthandler_host::check::settle(&args.context, &discovery, server_type)?;
     let live = LiveChain::start(&args.dir.plugins, loader, discovery, context, server_type)?;
     let live = std::sync::Arc::new(live);
+    // Raised by the first SIGTERM or Ctrl-C; a second one while it is up
+    // ends the process at once (exit 1): the records still running get no
+    // line. The conditional exit is registered first, so that the first
+    // signal finds the flag down.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+        signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone())
+            .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
+            .context("installing signal handlers")?;
     }
-    let watcher = live.watch(stop.clone());
+    let watching_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = live.watch(watching_done.clone());
     let progress = posthandler_host::progress::Reporter::start({
         let live = live.clone();
         move || {
@@ -312,7 +319,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         posthandler_host::serve::serve(source, input, std::io::stdout(), &options, stop.clone())
             .context("writing results to standard output")?;
     drop(progress);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    watching_done.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = watcher.join();
     log::info!(
         "plugins at the end: {}; chain swaps: {}",
@@ -475,16 +482,18 @@ fn read_record(path: &Path) -> anyhow::Result<String> {
         std::io::stdin()
             .read_to_string(&mut text)
             .context("reading the record from standard input")?;
-        return Ok(text);
+        return Ok(posthandler_host::context::without_bom(text));
     }
-    std::fs::read_to_string(path).map_err(|source| {
-        Error::Io {
-            path: path.to_path_buf(),
-            action: "reading the record",
-            source,
-        }
-        .into()
-    })
+    std::fs::read_to_string(path)
+        .map(posthandler_host::context::without_bom)
+        .map_err(|source| {
+            Error::Io {
+                path: path.to_path_buf(),
+                action: "reading the record",
+                source,
+            }
+            .into()
+        })
 }
 
 /// Writes `value` to `path` through a temporary file and a rename, so a

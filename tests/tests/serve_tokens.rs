@@ -612,3 +612,50 @@ fn sigterm_mid_stream_leaves_one_line_for_every_record_read() {
     assert_eq!(done.tokens().len(), 1);
     done.assert_no_leak(clients::HEADER.1);
 }
+
+#[test]
+fn a_second_sigterm_ends_serve_at_once() {
+    // Scripted: the token endpoint holds its answer for 10 s, so the first
+    // record is still running when the signals come.
+    let server = ScriptedServer::start(|_| {
+        Reply::Delayed(
+            Duration::from_secs(10),
+            Box::new(Reply::json(
+                200,
+                r#"{"access_token":"slow-access-x9","token_type":"Bearer","expires_in":3600}"#,
+            )),
+        )
+    });
+    let secret = ("slow-client", "slow-secret-1");
+    let mut serve = Serve::start(&context(&server.token_url(), secret), 2);
+    serve.send(0);
+    let started = Instant::now();
+    while server.requests().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no token request");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let term = |child: &Child| {
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    term(&serve.child);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        serve.child.try_wait().unwrap().is_none(),
+        "the first SIGTERM waits for the record that is running"
+    );
+    let signalled = Instant::now();
+    term(&serve.child);
+    let done = serve.wait();
+
+    assert!(
+        signalled.elapsed() < Duration::from_secs(4),
+        "the second SIGTERM ends serve at once, not after the token request"
+    );
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    assert!(done.lines.is_empty(), "the running record gets no line");
+    done.assert_no_leak(secret.1);
+}
