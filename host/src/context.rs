@@ -33,14 +33,26 @@ pub fn read_capped_bytes(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     Ok(data)
 }
 
-/// [`read_capped_bytes`] for a text file.
+/// [`read_capped_bytes`] for a text file, without a leading byte order
+/// mark (see [`without_bom`]).
 ///
 /// # Errors
 ///
 /// As [`read_capped_bytes`], and `InvalidData` when the file is not UTF-8.
 pub fn read_capped(path: &Path, limit: u64) -> std::io::Result<String> {
     String::from_utf8(read_capped_bytes(path, limit)?)
+        .map(without_bom)
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
+/// `text` without the UTF-8 byte order mark that some Windows editors put
+/// at the start of a file; JSON does not allow it (RFC 8259 section 8.1),
+/// and an exported file saved that way is still meant as JSON.
+pub fn without_bom(text: String) -> String {
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_owned(),
+        None => text,
+    }
 }
 
 /// The key of the chain in a context.
@@ -147,6 +159,20 @@ mod tests {
         assert_eq!(err.to_string(), "/dev/zero: reading the context failed");
         let cause = std::error::Error::source(&err).unwrap().to_string();
         assert_eq!(cause, "longer than 16777216 bytes");
+    }
+
+    #[test]
+    fn a_context_file_saved_with_a_byte_order_mark_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("context.json");
+        std::fs::write(
+            &path,
+            "\u{feff}{\"name\":\"Products\",\"postProcessorPlugins\":[]}",
+        )
+        .unwrap();
+        assert_eq!(Context::load(&path).unwrap().name, "Products");
+        assert_eq!(without_bom("\u{feff}\u{feff}x".into()), "\u{feff}x");
+        assert_eq!(without_bom("x\u{feff}".into()), "x\u{feff}");
     }
 
     #[test]
