@@ -566,9 +566,14 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// `scheme://host...` with an RFC 3986 scheme and a non-empty authority.
+/// `scheme://host...` with an RFC 3986 scheme and a non-empty authority,
+/// or a URN (`urn:<namespace>:<name>`, RFC 8141), which is an absolute URI
+/// without a host: resource indicators (RFC 8707) may be either.
 fn is_absolute_url(text: &str) -> bool {
     let text = text.trim();
+    if is_urn(text) {
+        return true;
+    }
     let Some((scheme, rest)) = text.split_once("://") else {
         return false;
     };
@@ -578,6 +583,23 @@ fn is_absolute_url(text: &str) -> bool {
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit('@').next().unwrap_or("");
     scheme_ok && !host.is_empty() && !host.starts_with(':')
+}
+
+/// `urn:<namespace>:<name>`: a namespace of letters, digits and hyphens
+/// (RFC 8141 section 2) and a name without spaces.
+fn is_urn(text: &str) -> bool {
+    let Some(rest) = text.get(..4).filter(|s| s.eq_ignore_ascii_case("urn:")) else {
+        return false;
+    };
+    let Some((namespace, name)) = text[rest.len()..].split_once(':') else {
+        return false;
+    };
+    namespace.len() >= 2
+        && namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !name.is_empty()
+        && !name.chars().any(char::is_whitespace)
 }
 
 thread_local! {
@@ -866,6 +888,8 @@ mod tests {
             "https://a.example/t",
             "http://127.0.0.1:9/t",
             "https://u@h/",
+            "urn:example:products-api",
+            "URN:ietf:params:oauth:token-type:jwt",
         ] {
             assert!(is_absolute_url(ok), "{ok}");
         }
@@ -875,6 +899,13 @@ mod tests {
             "https:///t",
             "1http://a/",
             "http://:80/",
+            "localhost:8080/token",
+            "urn:",
+            "urn:example",
+            "urn:example:",
+            "urn:x:y",
+            "urn:ex ample:y",
+            "urn:example:a b",
         ] {
             assert!(!is_absolute_url(bad), "{bad}");
         }
