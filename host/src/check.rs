@@ -40,6 +40,7 @@ use abi_stable::std_types::{RResult, RStr};
 use posthandler_abi::fields::{FieldDescription, FieldType};
 use posthandler_abi::{ConfigureRequest, ErrorKind, HostServices};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
@@ -257,9 +258,12 @@ pub fn check_text(
         problems.extend(found);
     }
 
+    // The context's text once, for every probe that needs no repair: made
+    // anew per entry, a chain of n entries cost n times the whole text.
+    let text = value.to_string();
     for (index, plugin) in plugins.iter().enumerate() {
         let Some(plugin) = plugin else { continue };
-        let found = plugin_checks(&value, index, plugin, server_type, &problems);
+        let found = plugin_checks(&value, &text, index, plugin, server_type, &problems);
         problems.extend(found);
     }
 
@@ -627,9 +631,11 @@ extern "C" fn probe_log(level: u8, target: RStr<'_>, message: RStr<'_>) {
 }
 
 /// The plugin's own checks on entry `index`, by calling its `configure` for
-/// every server type.
+/// every server type; `text` is `context` as JSON. The context is copied
+/// only for an entry with placeholders to put in.
 fn plugin_checks(
     context: &Value,
+    text: &str,
     index: usize,
     plugin: &Plugin,
     server_type: Option<ServerType>,
@@ -637,19 +643,25 @@ fn plugin_checks(
 ) -> Vec<Problem> {
     let entry_prefix = entry_place(index);
     let known_places: HashSet<&str> = known.iter().map(|p| p.place.as_str()).collect();
-    let mut work = context.clone();
+    let mut work: Option<Value> = None;
     for problem in known {
         if let Some(path) = problem.place.strip_prefix(&entry_prefix) {
+            let work = work.get_or_insert_with(|| context.clone());
             repair(&mut work[CHAIN_KEY][index], &plugin.fields, path);
         }
     }
+    let work_text = work
+        .as_ref()
+        .map_or(Cow::Borrowed(text), |work| Cow::Owned(work.to_string()));
 
     let mut found: Vec<Problem> = Vec::new();
     for probe in ServerType::ALL {
-        let mut context = work.clone();
+        let mut repaired_context: Option<Value> = None;
         let mut repaired = HashSet::new();
         for _ in 0..MAX_PLUGIN_ROUNDS {
-            let json = context.to_string();
+            let json = repaired_context
+                .as_ref()
+                .map_or(Cow::Borrowed(&*work_text), |c| Cow::Owned(c.to_string()));
             let request = ConfigureRequest {
                 context_json: RStr::from_str(&json),
                 plugin_index: index as u32,
@@ -695,9 +707,12 @@ fn plugin_checks(
             let Some(path) = place.strip_prefix(&entry_prefix) else {
                 break;
             };
-            if !repaired.insert(place.clone())
-                || !repair(&mut context[CHAIN_KEY][index], &plugin.fields, path)
-            {
+            if !repaired.insert(place.clone()) {
+                break;
+            }
+            let context = repaired_context
+                .get_or_insert_with(|| work.clone().unwrap_or_else(|| context.clone()));
+            if !repair(&mut context[CHAIN_KEY][index], &plugin.fields, path) {
                 break;
             }
         }
