@@ -772,3 +772,37 @@ fn env_and_file_secrets_work_and_only_references_are_written_or_logged() {
     );
     assert_eq!(server.requests().len(), requests, "nothing was sent");
 }
+
+#[test]
+fn a_literal_secret_reaches_the_server_as_written_and_stays_escaped() {
+    // Scripted: the secret that reaches the server is what is checked, and
+    // a real server has no client whose secret begins with `env:`.
+    const SECRET: &str = "env:NOT_A_VARIABLE";
+    let server = posthandler_tests::scripted::ScriptedServer::start(|request| {
+        use posthandler_tests::scripted::Reply;
+        match request.basic_credentials() {
+            Some((_, secret)) if secret == SECRET => Reply::json(
+                200,
+                r#"{"access_token":"literal-access-x9","token_type":"Bearer","expires_in":60}"#,
+            ),
+            _ => Reply::json(401, r#"{"error":"invalid_client"}"#),
+        }
+    });
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut context = documented_context(&server.token_url());
+    let reference = format!("literal:{SECRET}");
+    context["postProcessorPlugins"][0]["destinationSystems"][0]["restPassword"] = json!(reference);
+    let path = write_json(dir.path(), "c.json", &context);
+    let out = dir.path().join("out.json");
+    let (output, record) = run_record(&run_args(plugins.path(), &path, &out), &[]);
+    assert_eq!(record["auth"]["accessToken"], "literal-access-x9");
+    assert_no_secret(&output.stderr, SECRET);
+    let after: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(
+        after["postProcessorPlugins"][0]["destinationSystems"][0]["restPassword"],
+        reference.as_str(),
+        "written back escaped, so that the next run reads the same secret"
+    );
+    assert_eq!(server.requests().len(), 1);
+}
