@@ -3,7 +3,7 @@
 //! [`PROGRESS`] counts the result lines `serve` has written (and how many of
 //! them carry an error); [`Reporter::start`] prints, every [`INTERVAL`] and
 //! only when stderr is a terminal, a line such as
-//! `progress: records=1200 rate=240.0/s failures=0 tokenRequests=1200`.
+//! `progress: records=1200 rate=240.0/s failures=0 tokenRequests=1`.
 //! The final summary is printed by the caller in any case.
 
 use std::io::IsTerminal;

@@ -79,3 +79,49 @@ fn serve_ends_with_exit_1_when_its_output_is_closed() {
         output.stderr
     );
 }
+
+#[test]
+fn a_terminal_gets_the_progress_line_and_a_pipe_does_not() {
+    // `script` (util-linux) runs the host with stderr on a pseudo-terminal;
+    // stdin is a pipe that stays open 5 s, so two progress intervals pass.
+    let dir = plugin_dir(&[&artifacts().rest_plugin]);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = json!({"postProcessorPlugins": [{"plugin": "REST", "destinationSystems": [{"headerValue": "v"}]}]});
+    let ctx = write_json(work.path(), "c.json", &ctx);
+    let out = work.path().join("out.jsonl");
+    let quote = |path: &std::path::Path| format!("'{}'", path.display());
+    let serve = format!(
+        "{} serve --server-type test --plugins {} --context {}",
+        quote(&artifacts().host),
+        quote(dir.path()),
+        quote(&ctx),
+    );
+    let input = r#"(echo '{"seq":1}'; echo '{"seq":2}'; sleep 5)"#;
+    let on_terminal = std::process::Command::new("timeout")
+        .args(["60", "script", "-qefc"])
+        .arg(format!("{input} | {serve} > {}", quote(&out)))
+        .arg("/dev/null")
+        .output()
+        .expect("the test needs `script` from util-linux");
+    let terminal = String::from_utf8_lossy(&on_terminal.stdout);
+    assert!(on_terminal.status.success(), "{terminal}");
+    assert!(
+        terminal.contains("progress: records=2 "),
+        "a progress line on the terminal: {terminal}"
+    );
+    assert!(terminal.contains("summary: records=2 "), "{terminal}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 2);
+
+    let on_pipe = std::process::Command::new("timeout")
+        .args(["60", "sh", "-c"])
+        .arg(format!("{input} | {serve} > {}", quote(&out)))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&on_pipe.stderr);
+    assert!(on_pipe.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("progress:"),
+        "no progress line in a pipe: {stderr}"
+    );
+    assert!(stderr.contains("summary: records=2 "), "{stderr}");
+}
