@@ -8,7 +8,11 @@
 //!   suite's label form `<owner> | <field label>`, where the owner is a
 //!   plugin name (`REST | Base URL`) or a numbered list item
 //!   (`REST Destination System - 1 | Header Value`). The later posthandler
-//!   then reads the value from its configuration in the same run.
+//!   then reads the value from its configuration in the same run. A plugin
+//!   name means the one entry of that plugin after the writer; when the
+//!   chain has several there, the entry is named by its place instead of
+//!   its plugin name (`postProcessorPlugins[2] | Base URL`,
+//!   `postProcessorPlugins[2] Destination System - 1 | Header Value`).
 //!
 //! A label that names the chain itself, or the settings of the writing
 //! posthandler or of one before it, is refused: a posthandler may not
@@ -66,26 +70,83 @@ pub fn resolve(
         return Err("the chain itself (PostProcessorPlugins) cannot be a destination".into());
     }
     let names = chain.plugin_names();
+    let not_later = |index: usize, name: &str| {
+        format!(
+            "'{}' is a setting of postProcessorPlugins[{index}] ('{name}'), which is not later in the chain than the posthandler writing it",
+            destination.escape_debug()
+        )
+    };
+    if let Some((index, place)) = entry_owner(owner) {
+        let Some((name, fields)) = names
+            .get(index)
+            .and_then(|name| Some((name, chain.fields_of(name)?)))
+        else {
+            return Err(format!(
+                "'{}': the chain has no loaded posthandler at postProcessorPlugins[{index}]",
+                destination.escape_debug()
+            ));
+        };
+        return match field_pointer(chain.context(), index, place, fields, owner, label)? {
+            Some(_) if index <= writer => Err(not_later(index, name)),
+            Some(pointer) => Ok(Target::Context(pointer)),
+            None => Err(format!(
+                "'{}' names no field of postProcessorPlugins[{index}] ('{name}')",
+                destination.escape_debug()
+            )),
+        };
+    }
+    let mut earlier = None;
+    let mut later = Vec::new();
     for (index, name) in names.iter().enumerate() {
         let Some(fields) = chain.fields_of(name) else {
             continue;
         };
-        let Some(pointer) = field_pointer(chain.context(), index, name, fields, owner, label)?
-        else {
-            continue;
-        };
-        if index <= writer {
-            return Err(format!(
-                "'{}' is a setting of postProcessorPlugins[{index}] ('{name}'), which is not later in the chain than the posthandler writing it",
-                destination.escape_debug()
-            ));
+        if let Some(pointer) = field_pointer(chain.context(), index, name, fields, owner, label)? {
+            match index <= writer {
+                true => earlier = earlier.or(Some((index, name))),
+                false => later.push((index, pointer)),
+            }
         }
-        return Ok(Target::Context(pointer));
     }
-    Err(format!(
-        "'{}' names no field of a posthandler in this chain",
-        destination.escape_debug()
-    ))
+    match (later.as_slice(), earlier) {
+        ([(_, pointer)], _) => Ok(Target::Context(pointer.clone())),
+        ([], Some((index, name))) => Err(not_later(index, name)),
+        ([], None) => Err(format!(
+            "'{}' names no field of a posthandler in this chain",
+            destination.escape_debug()
+        )),
+        ([(first, _), ..], _) => {
+            let places: Vec<String> = later
+                .iter()
+                .map(|(index, _)| format!("postProcessorPlugins[{index}]"))
+                .collect();
+            // The owner matched the plugin name there, so that name is a
+            // prefix of it: the rest is the list item, if any.
+            let rest = owner.get(names[*first].len()..).unwrap_or("");
+            Err(format!(
+                "'{}' could be a field of {}: name the entry by its place, such as \
+                 'postProcessorPlugins[{first}]{rest} | {label}'",
+                destination.escape_debug(),
+                places.join(" or ")
+            ))
+        }
+    }
+}
+
+/// The entry an owner names by its place (`postProcessorPlugins[2]`,
+/// `postProcessorPlugins[2] Destination System - 1`; the suite's
+/// `PostProcessorPlugins` spelling too): its index, and the place as the
+/// owner spells it, which stands for the plugin name there.
+fn entry_owner(owner: &str) -> Option<(usize, &str)> {
+    let rest = owner
+        .strip_prefix(CHAIN_KEY)
+        .or_else(|| owner.strip_prefix(CHAIN_LABEL))?;
+    let (number, _) = rest.strip_prefix('[')?.split_once(']')?;
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let place_len = owner.len() - rest.len() + number.len() + 2;
+    Some((number.parse().ok()?, &owner[..place_len]))
 }
 
 /// The pointer to the field `owner | label` of the entry at `index`, if the
@@ -421,6 +482,78 @@ mod tests {
             resolve("REST | Timeout", 0, &c).unwrap(),
             Target::Context("/postProcessorPlugins/1/timeout".into())
         );
+    }
+
+    /// REST, OAuth 2.0, REST, REST: the plugin twice after the writer.
+    fn chain_with_rest_three_times() -> Chain {
+        let mut c = chain();
+        let rest = json!({"plugin": "REST", "destinationSystems": [{"baseUrl": "y"}]});
+        c.context = json!({"postProcessorPlugins": [
+            rest.clone(),
+            {"plugin": "OAuth 2.0", "destinationSystems": [{"restUrl": "x"}]},
+            rest.clone(),
+            rest
+        ]});
+        c.names = vec![
+            "REST".into(),
+            "OAuth 2.0".into(),
+            "REST".into(),
+            "REST".into(),
+        ];
+        c
+    }
+
+    #[test]
+    fn a_plugin_name_means_its_one_entry_after_the_writer() {
+        let c = chain_with_rest_three_times();
+        // Regression: the entry before the writer was taken, and refused.
+        assert_eq!(
+            resolve("REST | Timeout", 2, &c).unwrap(),
+            Target::Context("/postProcessorPlugins/3/timeout".into())
+        );
+        let ambiguous = resolve("REST Destination System - 1 | Header Value", 1, &c).unwrap_err();
+        assert_eq!(
+            ambiguous,
+            "'REST Destination System - 1 | Header Value' could be a field of \
+             postProcessorPlugins[2] or postProcessorPlugins[3]: name the entry by its place, \
+             such as 'postProcessorPlugins[2] Destination System - 1 | Header Value'"
+        );
+        let before = resolve("REST | Timeout", 3, &c).unwrap_err();
+        assert!(
+            before.contains("postProcessorPlugins[0] ('REST'), which is not later"),
+            "{before}"
+        );
+    }
+
+    #[test]
+    fn an_entry_named_by_its_place() {
+        let c = chain_with_rest_three_times();
+        assert_eq!(
+            resolve("postProcessorPlugins[3] | Timeout", 1, &c).unwrap(),
+            Target::Context("/postProcessorPlugins/3/timeout".into())
+        );
+        assert_eq!(
+            resolve(
+                "PostProcessorPlugins[2] Destination System - 1 | Header Value",
+                1,
+                &c
+            )
+            .unwrap(),
+            Target::Context("/postProcessorPlugins/2/destinationSystems/0/headerValue".into())
+        );
+        let earlier = resolve("postProcessorPlugins[0] | Timeout", 1, &c).unwrap_err();
+        assert!(earlier.contains("not later"), "{earlier}");
+        let none = resolve("postProcessorPlugins[9] | Timeout", 1, &c).unwrap_err();
+        assert!(
+            none.contains("no loaded posthandler at postProcessorPlugins[9]"),
+            "{none}"
+        );
+        let unknown = resolve("postProcessorPlugins[2] | Colour", 1, &c).unwrap_err();
+        assert_eq!(
+            unknown,
+            "'postProcessorPlugins[2] | Colour' names no field of postProcessorPlugins[2] ('REST')"
+        );
+        assert!(resolve("postProcessorPlugins[x] | Timeout", 1, &c).is_err());
     }
 
     #[test]

@@ -8,10 +8,13 @@
 //! field of each item its list fields hold in this context. For every
 //! choice, the text to put into a destination field is checked with
 //! [`destination::resolve`], so the listing says exactly what `run` takes.
+//! A plugin that is in the chain more than once is listed under each of its
+//! places, and its texts name the place (`postProcessorPlugins[2] | ...`),
+//! since its name alone would not say which entry.
 
-use crate::context::Context;
+use crate::context::{Context, CHAIN_KEY};
 use crate::destination::{self, ChainFields, CHAIN_LABEL};
-use posthandler_abi::fields::{FieldDescription, FieldType};
+use posthandler_abi::fields::FieldType;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -48,9 +51,18 @@ pub fn list(context: &Context, chain: &dyn ChainFields) -> Vec<Choice> {
         let Some(fields) = chain.fields_of(name) else {
             continue;
         };
+        let owner = match context.plugins.iter().filter(|n| *n == name).count() {
+            1 => name.clone(),
+            _ => format!("{CHAIN_KEY}[{index}]"),
+        };
         let entry = context.entry(index);
         for field in fields {
-            choices.push(choice(format!("{name} | {}", field.label), index, chain));
+            choices.push(choice(
+                format!("{name} | {}", field.label),
+                format!("{owner} | {}", field.label),
+                index,
+                chain,
+            ));
             if field.field_type != FieldType::List {
                 continue;
             }
@@ -61,9 +73,10 @@ pub fn list(context: &Context, chain: &dyn ChainFields) -> Vec<Choice> {
             let item_label = field.item_label.as_deref().unwrap_or(&field.label);
             for number in 1..=items {
                 for item_field in &field.item_fields {
-                    choices.push(item_choice(
-                        name, item_label, number, item_field, index, chain,
-                    ));
+                    let item = |owner: &str| {
+                        format!("{owner} {item_label} - {number} | {}", item_field.label)
+                    };
+                    choices.push(choice(item(name), item(&owner), index, chain));
                 }
             }
         }
@@ -71,37 +84,25 @@ pub fn list(context: &Context, chain: &dyn ChainFields) -> Vec<Choice> {
     choices
 }
 
-fn item_choice(
-    name: &str,
-    item_label: &str,
-    number: usize,
-    field: &FieldDescription,
-    index: usize,
-    chain: &dyn ChainFields,
-) -> Choice {
-    let text = format!("{name} {item_label} - {number} | {}", field.label);
-    choice(text, index, chain)
-}
-
-/// The choice `text` of entry `owner`, with the writers that may name it.
-fn choice(text: String, owner: usize, chain: &dyn ChainFields) -> Choice {
-    let writable_by: Vec<usize> = (0..owner)
-        .filter(|writer| destination::resolve(&text, *writer, chain).is_ok())
-        .collect();
-    let note = match writable_by.is_empty() {
-        false => None,
-        // The last writer sees the field as "not later"; any earlier one
-        // gives the same cause when the field itself is not writable.
-        true => Some(match owner.checked_sub(1) {
-            Some(writer) => destination::resolve(&text, writer, chain)
-                .err()
-                .unwrap_or_default(),
-            None => format!("no posthandler comes before postProcessorPlugins[{owner}]"),
-        }),
+/// The choice `shown` of entry `owner`, named by `text` in a destination
+/// field, with the writers that may name it.
+///
+/// `text` names entry `owner` alone, so it resolves alike for every writer
+/// before it; the last of them is asked.
+fn choice(shown: String, text: String, owner: usize, chain: &dyn ChainFields) -> Choice {
+    let resolved = match owner.checked_sub(1) {
+        Some(writer) => destination::resolve(&text, writer, chain).map(|_| ()),
+        None => Err(format!(
+            "no posthandler comes before postProcessorPlugins[{owner}]"
+        )),
+    };
+    let (writable_by, note) = match resolved {
+        Ok(()) => ((0..owner).collect(), None),
+        Err(cause) => (Vec::new(), Some(cause)),
     };
     Choice {
-        text: (!writable_by.is_empty()).then(|| text.clone()),
-        choice: text,
+        text: (!writable_by.is_empty()).then_some(text),
+        choice: shown,
         owner: Some(owner),
         writable_by,
         note,
@@ -146,6 +147,7 @@ pub fn render(choices: &[Choice]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use posthandler_abi::fields::FieldDescription;
 
     struct Two(Context, Vec<FieldDescription>, Vec<FieldDescription>);
 
@@ -230,5 +232,54 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("list of settings"));
+    }
+
+    #[test]
+    fn a_plugin_twice_in_the_chain_is_named_by_its_places() {
+        let context = Context::parse(
+            r#"{"postProcessorPlugins":[
+                {"plugin":"OAuth 2.0","destinationSystems":[]},
+                {"plugin":"REST","destinationSystems":[{}]},
+                {"plugin":"REST","destinationSystems":[]}]}"#,
+        )
+        .unwrap();
+        let chain = Two(
+            context.clone(),
+            vec![],
+            vec![
+                text("baseUrl", "Base URL"),
+                list_of(vec![text("headerValue", "Header Value")]),
+            ],
+        );
+        let choices = list(&context, &chain);
+        let texts: Vec<(usize, &str)> = choices
+            .iter()
+            .filter_map(|c| Some((c.owner?, c.text.as_deref()?)))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                (1, "postProcessorPlugins[1] | Base URL"),
+                (
+                    1,
+                    "postProcessorPlugins[1] Destination System - 1 | Header Value"
+                ),
+                (2, "postProcessorPlugins[2] | Base URL"),
+            ]
+        );
+        // Each text is one run takes, for the entry it was listed under.
+        for (owner, text) in texts {
+            assert_eq!(
+                destination::resolve(text, 0, &chain).unwrap(),
+                destination::Target::Context(format!(
+                    "/postProcessorPlugins/{owner}/{}",
+                    if text.contains("Header") {
+                        "destinationSystems/0/headerValue"
+                    } else {
+                        "baseUrl"
+                    }
+                ))
+            );
+        }
     }
 }
