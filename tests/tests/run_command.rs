@@ -427,3 +427,78 @@ fn a_context_out_in_a_missing_folder_fails_before_any_token_request() {
     assert_eq!(output.stdout, "");
     assert_eq!(server.requests().len(), 0);
 }
+
+#[test]
+fn a_plugin_twice_in_the_chain_gets_the_token_at_the_place_named() {
+    let server = OidcServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let rest = |header: &str| {
+        json!({
+            "plugin": "REST",
+            "baseUrl": "http://127.0.0.1:9/products",
+            "destinationSystems": [{"headerName": "Authorization", "headerValue": header}]
+        })
+    };
+    let mut ctx = json!({
+        "name": "Products to two shops",
+        "postProcessorPlugins": [
+            {
+                "plugin": "OAuth 2.0",
+                "destinationSystems": [system("test", &server.token_url(), clients::HEADER, "header")],
+                "destinationFieldForToken": "postProcessorPlugins[2] Destination System - 1 | Header Value"
+            },
+            rest("first-shop"),
+            rest("second-shop")
+        ]
+    });
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin, &artifacts().rest_plugin]);
+    let run = |ctx: &Value| {
+        let context_out = dir.path().join("context-out.json");
+        let output = Host::new([
+            "run",
+            "--server-type",
+            "test",
+            "--plugins",
+            plugins.path().to_str().unwrap(),
+            "--context",
+            write_json(dir.path(), "c.json", ctx).to_str().unwrap(),
+            "--record",
+            "-",
+            "--context-out",
+            context_out.to_str().unwrap(),
+        ])
+        .stdin(record().to_string())
+        .run();
+        let after = std::fs::read(&context_out).ok();
+        (output, after)
+    };
+
+    let (output, after) = run(&ctx);
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    let after: Value = serde_json::from_slice(&after.unwrap()).unwrap();
+    let header = |index: usize| {
+        after["postProcessorPlugins"][index]["destinationSystems"][0]["headerValue"].clone()
+    };
+    assert_eq!(header(1), "first-shop", "the first REST keeps its setting");
+    let token = header(2);
+    assert_eq!(server.introspect(token.as_str().unwrap())["active"], true);
+    // The last REST mirrored what it was given into the record.
+    assert_eq!(output.json()["rest"]["headerValue"], token);
+
+    // By plugin name alone, the destination could be either entry.
+    ctx["postProcessorPlugins"][0]["destinationFieldForToken"] =
+        json!("REST Destination System - 1 | Header Value");
+    let requests = server.requests().len();
+    let (output, _) = run(&ctx);
+    assert_eq!(output.code, Some(2), "{}", output.stderr);
+    assert!(
+        output.stderr.contains(
+            "could be a field of postProcessorPlugins[1] or postProcessorPlugins[2]: name the \
+             entry by its place, such as 'postProcessorPlugins[1] Destination System - 1 | \
+             Header Value'"
+        ),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(server.requests().len(), requests, "nothing was sent");
+}
