@@ -8,6 +8,7 @@ use posthandler_tests::{
     Output,
 };
 use serde_json::{json, Value};
+use std::path::Path;
 
 fn system(server_type: &str, url: &str, (id, secret): (&str, &str), auth: &str) -> Value {
     json!({
@@ -294,22 +295,7 @@ fn a_token_written_to_a_later_posthandlers_field_reaches_it_in_the_same_run() {
         ]
     });
     let plugins = plugin_dir(&[&artifacts().oauth_plugin, &artifacts().rest_plugin]);
-    let context_out = dir.path().join("context-out.json");
-    let output = Host::new([
-        "run",
-        "--server-type",
-        "test",
-        "--plugins",
-        plugins.path().to_str().unwrap(),
-        "--context",
-        write_json(dir.path(), "c.json", &ctx).to_str().unwrap(),
-        "--record",
-        "-",
-        "--context-out",
-        context_out.to_str().unwrap(),
-    ])
-    .stdin(record().to_string())
-    .run();
+    let (output, context_after) = run_with_context_out(plugins.path(), dir.path(), &ctx);
     assert_eq!(output.code, Some(0), "{}", output.stderr);
     let out = output.json();
     let token = out["rest"]["headerValue"]
@@ -320,12 +306,36 @@ fn a_token_written_to_a_later_posthandlers_field_reaches_it_in_the_same_run() {
         out["auth"].get("accessToken").is_none(),
         "the token goes only where configured"
     );
-    let context_after: Value =
-        serde_json::from_slice(&std::fs::read(&context_out).unwrap()).unwrap();
     assert_eq!(
-        context_after["postProcessorPlugins"][1]["destinationSystems"][0]["headerValue"],
+        context_after.unwrap()["postProcessorPlugins"][1]["destinationSystems"][0]["headerValue"],
         token
     );
+}
+
+/// `run` of `record()` on `ctx` with `--context-out`: the output, and the
+/// context written out, if it was.
+fn run_with_context_out(plugins: &Path, dir: &Path, ctx: &Value) -> (Output, Option<Value>) {
+    let context_out = dir.join("context-out.json");
+    let _ = std::fs::remove_file(&context_out);
+    let output = Host::new([
+        "run",
+        "--server-type",
+        "test",
+        "--plugins",
+        plugins.to_str().unwrap(),
+        "--context",
+        write_json(dir, "c.json", ctx).to_str().unwrap(),
+        "--record",
+        "-",
+        "--context-out",
+        context_out.to_str().unwrap(),
+    ])
+    .stdin(record().to_string())
+    .run();
+    let after = std::fs::read(&context_out)
+        .ok()
+        .map(|bytes| serde_json::from_slice(&bytes).unwrap());
+    (output, after)
 }
 
 #[test]
@@ -452,30 +462,11 @@ fn a_plugin_twice_in_the_chain_gets_the_token_at_the_place_named() {
         ]
     });
     let plugins = plugin_dir(&[&artifacts().oauth_plugin, &artifacts().rest_plugin]);
-    let run = |ctx: &Value| {
-        let context_out = dir.path().join("context-out.json");
-        let output = Host::new([
-            "run",
-            "--server-type",
-            "test",
-            "--plugins",
-            plugins.path().to_str().unwrap(),
-            "--context",
-            write_json(dir.path(), "c.json", ctx).to_str().unwrap(),
-            "--record",
-            "-",
-            "--context-out",
-            context_out.to_str().unwrap(),
-        ])
-        .stdin(record().to_string())
-        .run();
-        let after = std::fs::read(&context_out).ok();
-        (output, after)
-    };
+    let run = |ctx: &Value| run_with_context_out(plugins.path(), dir.path(), ctx);
 
     let (output, after) = run(&ctx);
     assert_eq!(output.code, Some(0), "{}", output.stderr);
-    let after: Value = serde_json::from_slice(&after.unwrap()).unwrap();
+    let after = after.unwrap();
     let header = |index: usize| {
         after["postProcessorPlugins"][index]["destinationSystems"][0]["headerValue"].clone()
     };
