@@ -286,7 +286,15 @@ impl Chain {
                 };
                 match prepared.target() {
                     Target::Record(_) => {
-                        prepared.apply(&mut record, value).map_err(&refuse)?;
+                        // The destination is sound (checked at configure);
+                        // this record's shape is what stands in the way.
+                        prepared.apply(&mut record, value).map_err(|cause| {
+                            Error::Record(format!(
+                                "posthandler '{}' (postProcessorPlugins[{}]) cannot write into \
+                                 it: {cause}",
+                                step.plugin.name, step.index
+                            ))
+                        })?;
                         record_changed = true;
                     }
                     Target::Context(_) => {

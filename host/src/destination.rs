@@ -328,7 +328,7 @@ fn apply_tokens(
             {
                 Some(item) => item,
                 None if value.is_none() => return Ok(()),
-                None => return Err(no_such_item(pointer, depth)),
+                None => return Err(no_such_item(pointer, depth, token)),
             },
             _ => return Err(not_a_container(pointer, depth)),
         };
@@ -347,7 +347,7 @@ fn apply_tokens(
         (Value::Array(items), Some(value)) => match last.parse::<usize>() {
             Ok(i) if i < items.len() => items[i] = value,
             _ if last == "-" => items.push(value),
-            _ => return Err(no_such_item(pointer, parents.len())),
+            _ => return Err(no_such_item(pointer, parents.len(), last)),
         },
         (Value::Array(items), None) => {
             if let Ok(i) = last.parse::<usize>() {
@@ -378,11 +378,12 @@ fn not_a_container(pointer: &str, depth: usize) -> String {
     )
 }
 
-fn no_such_item(pointer: &str, depth: usize) -> String {
+fn no_such_item(pointer: &str, depth: usize, token: &str) -> String {
     format!(
-        "'{}': '{}' is a list without that item",
+        "'{}': '{}' is a list without an item '{}'",
         pointer.escape_debug(),
-        prefix(pointer, depth + 1).escape_debug()
+        prefix(pointer, depth).escape_debug(),
+        token.escape_debug()
     )
 }
 
@@ -626,7 +627,7 @@ mod tests {
         );
         let err = apply(&mut doc, "/list/5/x", Some(json!("t"))).unwrap_err();
         assert!(
-            err.contains("'/list/5' is a list without that item"),
+            err.contains("'/list' is a list without an item '5'"),
             "{err}"
         );
     }

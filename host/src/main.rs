@@ -4,6 +4,7 @@
 //! [`report`], which prints one line on stderr and picks the exit code.
 
 use anyhow::Context as _;
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use posthandler_host::{
     chain::Chain,
@@ -15,12 +16,20 @@ use posthandler_host::{
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+/// The longest `--record-timeout`: a year, far beyond any token request,
+/// and far inside what a deadline can hold.
+const MAX_RECORD_TIMEOUT_SECONDS: u64 = 365 * 24 * 60 * 60;
+
 /// Runs export contexts' chains of posthandler plugins on export records.
 #[derive(Parser)]
 #[command(version, about, propagate_version = true)]
 struct Cli {
-    /// Log level: error, warn, info, debug or trace (overrides RUST_LOG).
-    #[arg(long, global = true, value_name = "LEVEL")]
+    /// Log level: off, error, warn, info, debug or trace (overrides
+    /// RUST_LOG).
+    #[arg(long, global = true, value_name = "LEVEL",
+          value_parser = clap::builder::PossibleValuesParser::new(
+              ["off", "error", "warn", "info", "debug", "trace"],
+          ).map(|level| level.parse::<log::LevelFilter>().expect("one of the listed levels")))]
     log_level: Option<log::LevelFilter>,
 
     /// Log line format on stderr: text, or json (one object per line with
@@ -162,14 +171,17 @@ struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
 
-    /// How long one record may take before it fails with a timeout.
+    /// How long one record may take before it fails with a timeout (1 s
+    /// to 365 days).
     #[arg(long, value_name = "SECONDS", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_RECORD_TIMEOUT_SECONDS))]
     record_timeout: u64,
 
-    /// The longest input line accepted; a longer one fails alone.
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
-    max_record_bytes: usize,
+    /// The longest input line accepted; a longer one fails alone (1 byte
+    /// to 1 GiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    max_record_bytes: u64,
 }
 
 #[derive(Args)]
@@ -310,7 +322,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             usize::from,
         ),
         deadline: std::time::Duration::from_secs(args.record_timeout),
-        max_line_bytes: args.max_record_bytes,
+        max_line_bytes: usize::try_from(args.max_record_bytes)
+            .expect("at most 1 GiB, checked by clap"),
     };
     log::info!("serving with {} workers", options.workers);
     let source: std::sync::Arc<dyn ChainSource> = live.clone();
@@ -479,9 +492,14 @@ fn schema(args: PluginsArgs) -> anyhow::Result<ExitCode> {
 fn read_record(path: &Path) -> anyhow::Result<String> {
     if path == Path::new("-") {
         let mut text = String::new();
+        // As for a file: not UTF-8 is a bad record (exit 2), not a failure.
         std::io::stdin()
             .read_to_string(&mut text)
-            .context("reading the record from standard input")?;
+            .map_err(|source| Error::Io {
+                path: PathBuf::from("standard input"),
+                action: "reading the record",
+                source,
+            })?;
         return Ok(posthandler_host::context::without_bom(text));
     }
     std::fs::read_to_string(path)

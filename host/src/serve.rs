@@ -137,7 +137,11 @@ struct Records<F, R> {
 /// One input line.
 enum Line {
     Text(String),
-    TooLong(usize),
+    /// Longer than the limit: its length without the line end, and the limit.
+    TooLong {
+        length: usize,
+        limit: usize,
+    },
     NotUtf8,
 }
 
@@ -377,13 +381,16 @@ fn wake_workers<C>(shared: &Shared<C>, state: &State<C>, queued: usize) {
 
 /// Cuts a byte stream into lines, in chunks as they come: a line longer
 /// than the limit is skipped (only its length is kept), `\r\n` is a line
-/// end too, blank lines are dropped.
+/// end too, blank lines are dropped, and a UTF-8 byte order mark before the
+/// first line (a file saved by a Windows editor) is dropped too.
 struct Splitter {
     max: usize,
     /// The start of a line whose end has not come yet.
     partial: Vec<u8>,
     /// Bytes so far of a line already known to be too long.
     skipping: Option<usize>,
+    /// Whether a line has ended yet.
+    past_first: bool,
 }
 
 impl Splitter {
@@ -392,6 +399,7 @@ impl Splitter {
             max,
             partial: Vec::new(),
             skipping: None,
+            past_first: false,
         }
     }
 
@@ -399,7 +407,7 @@ impl Splitter {
     /// size) and keeps the rest for the next chunk.
     fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<(Line, usize)>) {
         while let Some(end) = memchr::memchr(b'\n', chunk) {
-            self.end_line(&chunk[..end], true, out);
+            self.end_line(&chunk[..end], out);
             chunk = &chunk[end + 1..];
         }
         if chunk.is_empty() {
@@ -418,20 +426,30 @@ impl Splitter {
     /// The last line, when the input does not end with a newline.
     fn finish(&mut self, out: &mut Vec<(Line, usize)>) {
         if self.skipping.is_some() || !self.partial.is_empty() {
-            self.end_line(&[], false, out);
+            self.end_line(&[], out);
         }
     }
 
-    fn end_line(&mut self, tail: &[u8], newline: bool, out: &mut Vec<(Line, usize)>) {
+    fn end_line(&mut self, tail: &[u8], out: &mut Vec<(Line, usize)>) {
+        let first = !std::mem::replace(&mut self.past_first, true);
         let length = self.skipping.take().unwrap_or(self.partial.len()) + tail.len();
         if length > self.max {
             self.partial.clear();
             // Nothing of it is kept: it counts no bytes in flight.
-            out.push((Line::TooLong(length + usize::from(newline)), 0));
+            out.push((
+                Line::TooLong {
+                    length,
+                    limit: self.max,
+                },
+                0,
+            ));
             return;
         }
         let mut text = std::mem::take(&mut self.partial);
         text.extend_from_slice(tail);
+        if first && text.starts_with(b"\xef\xbb\xbf") {
+            text.drain(..3);
+        }
         while matches!(text.last(), Some(b'\r')) {
             text.pop();
         }
@@ -494,11 +512,14 @@ fn work<C>(shared: &Shared<C>, run: &impl Fn(C, &str) -> (bool, String)) {
                 state.running.swap_remove(at);
                 result
             }
-            Line::TooLong(length) => failure(
+            Line::TooLong { length, limit } => failure(
                 Value::Null,
                 &[],
                 "invalid_record",
-                &format!("the line has {length} bytes, more than the limit"),
+                &format!(
+                    "the line has {length} bytes, more than the limit of {limit} \
+                     (--max-record-bytes)"
+                ),
             ),
             Line::NotUtf8 => failure(Value::Null, &[], "invalid_record", "the line is not UTF-8"),
         };
@@ -709,7 +730,9 @@ fn write_in_order<C>(
                 let wait = state
                     .running
                     .iter()
-                    .map(|record| (record.since + deadline).saturating_duration_since(now))
+                    .map(|record| {
+                        deadline.saturating_sub(now.saturating_duration_since(record.since))
+                    })
                     .min()
                     .map_or(wait, |left| wait.min(left + Duration::from_millis(1)));
                 state.writer_waiting = true;
@@ -925,7 +948,8 @@ mod tests {
         let mut splitter = Splitter::new(8);
         let mut out = Vec::new();
         for chunk in [
-            &b"ab"[..],
+            &b"\xef\xbb"[..],
+            b"\xbfab",
             b"c\r\n\n  \nd",
             b"\xff\n0123456789",
             b"01\n01234567\nlast",
@@ -937,13 +961,13 @@ mod tests {
             .iter()
             .map(|(line, _)| match line {
                 Line::Text(text) => text.clone(),
-                Line::TooLong(bytes) => format!("too long: {bytes}"),
+                Line::TooLong { length, limit } => format!("too long: {length} > {limit}"),
                 Line::NotUtf8 => "not utf-8".to_owned(),
             })
             .collect();
         assert_eq!(
             shown,
-            ["abc", "not utf-8", "too long: 13", "01234567", "last"]
+            ["abc", "not utf-8", "too long: 12 > 8", "01234567", "last"]
         );
     }
 }

@@ -493,3 +493,47 @@ fn a_plugin_twice_in_the_chain_gets_the_token_at_the_place_named() {
     );
     assert_eq!(server.requests().len(), requests, "nothing was sent");
 }
+
+#[test]
+fn a_record_on_stdin_that_is_not_utf8_is_refused_like_one_in_a_file() {
+    // Regression: from a file exit 2, from standard input exit 1.
+    let server = ScriptedServer::start(|_| Reply::json(500, "{}"));
+    let ctx = context(vec![system(
+        "test",
+        &server.token_url(),
+        clients::HEADER,
+        "header",
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
+    let context = write_json(dir.path(), "c.json", &ctx);
+    let file = dir.path().join("r.json");
+    std::fs::write(&file, b"\xff\xfe{}").unwrap();
+    for (record, stdin) in [
+        ("-", &b"\xff\xfe{}"[..]),
+        (file.to_str().unwrap(), &b""[..]),
+    ] {
+        let output = Host::new([
+            "run",
+            "--server-type",
+            "test",
+            "--plugins",
+            plugins.path().to_str().unwrap(),
+            "--context",
+            context.to_str().unwrap(),
+            "--record",
+            record,
+        ])
+        .stdin(stdin)
+        .run();
+        assert_eq!(output.code, Some(2), "{record}: {}", output.stderr);
+        assert!(
+            output
+                .stderr
+                .contains("reading the record failed: stream did not contain valid UTF-8"),
+            "{}",
+            output.stderr
+        );
+    }
+    assert!(server.requests().is_empty(), "nothing was sent");
+}

@@ -125,3 +125,84 @@ fn a_terminal_gets_the_progress_line_and_a_pipe_does_not() {
     );
     assert!(stderr.contains("summary: records=2 "), "{stderr}");
 }
+
+#[test]
+fn a_record_whose_shape_blocks_a_write_fails_alone_as_invalid_record() {
+    // The REST stand-in writes to /rest/headerValue; a record whose "rest"
+    // is a number or a list has no room for it. The context is sound, so
+    // the kind is the record's, not the configuration's.
+    let dir = plugin_dir(&[&artifacts().rest_plugin]);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = json!({"postProcessorPlugins": [{"plugin": "REST", "destinationSystems": [{"headerValue": "v"}]}]});
+    let ctx = write_json(work.path(), "c.json", &ctx);
+    let mut serve = ServeProcess::start([
+        "--server-type",
+        "test",
+        "--plugins",
+        dir.path().to_str().unwrap(),
+        "--context",
+        ctx.to_str().unwrap(),
+    ]);
+    for record in [
+        json!({"seq": 0, "rest": 5}),
+        json!({"seq": 1, "rest": [1]}),
+        json!({"seq": 2}),
+    ] {
+        serve.send(&record);
+    }
+    let (code, lines, stderr) = serve.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    for (line, cause) in lines.iter().zip([
+        "'/rest' is not an object, so no field can be created in it",
+        "'/rest' is a list without an item 'headerValue'",
+    ]) {
+        assert_eq!(line["error"]["kind"], "invalid_record", "{line}");
+        let message = line["error"]["message"].as_str().unwrap();
+        assert!(message.contains(cause), "{message}");
+    }
+    assert_eq!(
+        lines[0]["record"],
+        json!({"seq": 0, "rest": 5}),
+        "the input, unchanged"
+    );
+    assert_eq!(
+        lines[2]["record"]["rest"]["headerValue"], "v",
+        "the next record runs"
+    );
+}
+
+#[test]
+fn out_of_range_flags_are_usage_errors_that_name_the_range() {
+    // Regression: a --record-timeout near u64::MAX overflowed a deadline
+    // and panicked (exit 101) after the first record.
+    let dir = plugin_dir(&[&artifacts().rest_plugin]);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = json!({"postProcessorPlugins": [{"plugin": "REST", "destinationSystems": [{"headerValue": "v"}]}]});
+    let ctx = write_json(work.path(), "c.json", &ctx);
+    for (flag, value, range) in [
+        ("--record-timeout", "9223372036854775807", "1..=31536000"),
+        ("--max-record-bytes", "0", "1..=1073741824"),
+        (
+            "--log-level",
+            "loud",
+            "[possible values: off, error, warn, info, debug, trace]",
+        ),
+    ] {
+        let output = posthandler_tests::Host::new([
+            "serve",
+            "--server-type",
+            "test",
+            "--plugins",
+            dir.path().to_str().unwrap(),
+            "--context",
+            ctx.to_str().unwrap(),
+            flag,
+            value,
+        ])
+        .stdin("{\"seq\":0}\n")
+        .run();
+        assert_eq!(output.code, Some(2), "{flag} {value}: {}", output.stderr);
+        assert!(output.stderr.contains(range), "{flag}: {}", output.stderr);
+        assert!(output.stdout.is_empty());
+    }
+}

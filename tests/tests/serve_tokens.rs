@@ -631,7 +631,10 @@ fn a_second_sigterm_ends_serve_at_once() {
     serve.send(0);
     let started = Instant::now();
     while server.requests().is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(10), "no token request");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no token request"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let term = |child: &Child| {
