@@ -195,6 +195,12 @@ pub fn check_text(
         place: "context".into(),
         cause: format!("not valid JSON ({err})"),
     })?;
+    for place in crate::context::duplicate_keys(text) {
+        problems.push(Problem::error(
+            place,
+            "given twice in one object; JSON keeps only the last, so give it once",
+        ));
+    }
     normalize::normalize_top(&mut value, &mut problems);
     let (names, mut missing) = structure(&value);
     for err in &missing {

@@ -55,6 +55,94 @@ pub fn without_bom(text: String) -> String {
     }
 }
 
+/// The places (`postProcessorPlugins[0].destinationSystems[0].restUrl`)
+/// of every key that an object of the JSON `text` gives more than once,
+/// in the order they come; empty also when `text` is not JSON.
+///
+/// serde_json keeps the last value of such a key without a word, so a
+/// context with `restUrl` twice would send the secret to whichever came
+/// last: such a context is refused instead.
+pub fn duplicate_keys(text: &str) -> Vec<String> {
+    use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+
+    struct Walk<'a> {
+        place: String,
+        found: &'a RefCell<Vec<String>>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let place = match self.place.is_empty() {
+                    true => key.clone(),
+                    false => format!("{}.{key}", self.place),
+                };
+                if !seen.insert(key) {
+                    self.found.borrow_mut().push(place.clone());
+                }
+                map.next_value_seed(Walk {
+                    place,
+                    found: self.found,
+                })?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut index = 0;
+            while seq
+                .next_element_seed(Walk {
+                    place: format!("{}[{index}]", self.place),
+                    found: self.found,
+                })?
+                .is_some()
+            {
+                index += 1;
+            }
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+
+    let found = RefCell::new(Vec::new());
+    let walk = Walk {
+        place: String::new(),
+        found: &found,
+    };
+    match walk.deserialize(&mut serde_json::Deserializer::from_str(text)) {
+        Ok(()) => found.into_inner(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// The key of the chain in a context.
 pub const CHAIN_KEY: &str = "postProcessorPlugins";
 
@@ -173,6 +261,22 @@ mod tests {
         assert_eq!(Context::load(&path).unwrap().name, "Products");
         assert_eq!(without_bom("\u{feff}\u{feff}x".into()), "\u{feff}x");
         assert_eq!(without_bom("x\u{feff}".into()), "x\u{feff}");
+    }
+
+    #[test]
+    fn keys_given_twice_are_found_with_their_places() {
+        let text = r#"{"name": "a", "postProcessorPlugins": [{"plugin": "OAuth 2.0",
+            "destinationSystems": [{"restUrl": "https://a/t"}, {"restUrl": "https://b/t",
+            "scope": "s", "restUrl": "http://127.0.0.1/t"}]}], "name": "b"}"#;
+        assert_eq!(
+            duplicate_keys(text),
+            [
+                "postProcessorPlugins[0].destinationSystems[1].restUrl",
+                "name"
+            ]
+        );
+        assert!(duplicate_keys(r#"{"a": {"b": 1}, "c": {"b": 2}}"#).is_empty());
+        assert!(duplicate_keys("not json").is_empty());
     }
 
     #[test]

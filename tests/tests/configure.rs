@@ -806,3 +806,44 @@ fn a_literal_secret_reaches_the_server_as_written_and_stays_escaped() {
     );
     assert_eq!(server.requests().len(), 1);
 }
+
+#[test]
+fn a_key_given_twice_is_refused_by_check_and_run_before_any_request() {
+    // Regression: JSON keeps the last of two equal keys without a word, so
+    // the order of two restUrls decided where the secret went.
+    let server = OidcServer::start(&[]);
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
+    let dir = tempfile::tempdir().unwrap();
+    let text = documented_context(&server.token_url())
+        .to_string()
+        .replacen(
+            "\"restUrl\":",
+            "\"restUrl\":\"https://elsewhere.example/token\",\"restUrl\":",
+            1,
+        );
+    let path = dir.path().join("twice.json");
+    std::fs::write(&path, &text).unwrap();
+
+    let output = check(plugins.path(), &path, &[]);
+    assert_eq!(output.code, Some(2), "{}", output.stdout);
+    let place = "postProcessorPlugins[0].destinationSystems[0].restUrl";
+    assert!(
+        error_lines(&output)
+            .iter()
+            .any(|line| line.contains(place) && line.contains("given twice")),
+        "{}",
+        output.stdout
+    );
+
+    let output = Host::new(run_args(
+        plugins.path(),
+        &path,
+        &dir.path().join("out.json"),
+    ))
+    .stdin("{}")
+    .run();
+    no_leak(&output, &[]);
+    assert_eq!(output.code, Some(2), "{}", output.stderr);
+    assert!(output.stderr.contains("given twice"), "{}", output.stderr);
+    assert!(server.requests().is_empty(), "nothing was sent");
+}
