@@ -207,6 +207,12 @@ pub fn check_text(
         let (place, cause) = split_message(&err.to_string());
         problems.push(Problem::error(place, cause));
     }
+    if names.is_empty() && missing.is_empty() {
+        problems.push(Problem::warning(
+            CHAIN_KEY,
+            "the chain is empty: every record passes through unchanged",
+        ));
+    }
 
     let mut plugins = Vec::with_capacity(names.len());
     for (index, name) in names.iter().enumerate() {

@@ -847,3 +847,29 @@ fn a_key_given_twice_is_refused_by_check_and_run_before_any_request() {
     assert!(output.stderr.contains("given twice"), "{}", output.stderr);
     assert!(server.requests().is_empty(), "nothing was sent");
 }
+
+#[test]
+fn an_empty_chain_is_sound_with_a_warning() {
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_json(
+        dir.path(),
+        "empty.json",
+        &json!({"name": "Nothing yet", "postProcessorPlugins": []}),
+    );
+    let output = check(plugins.path(), &path, &[]);
+    assert_eq!(output.code, Some(0), "{}", output.stdout);
+    assert!(
+        output.stdout.contains(
+            "warning: postProcessorPlugins: the chain is empty: every record passes through \
+             unchanged"
+        ),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output.stdout.contains("sound (0 errors, 1 warning)"),
+        "{}",
+        output.stdout
+    );
+}
