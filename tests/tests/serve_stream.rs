@@ -3,24 +3,50 @@
 
 use posthandler_tests::{artifacts, plugin_dir, write_json, ServeProcess};
 use serde_json::json;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// A plugin folder with the REST stand-in and a context whose chain is it
+/// alone: no OAuth server needed.
+struct RestChain {
+    plugins: tempfile::TempDir,
+    work: tempfile::TempDir,
+    context: PathBuf,
+}
+
+impl RestChain {
+    fn new() -> Self {
+        let plugins = plugin_dir(&[&artifacts().rest_plugin]);
+        let work = tempfile::tempdir().unwrap();
+        let context = json!({"postProcessorPlugins": [{"plugin": "REST", "destinationSystems": [{"headerValue": "v"}]}]});
+        let context = write_json(work.path(), "c.json", &context);
+        RestChain {
+            plugins,
+            work,
+            context,
+        }
+    }
+
+    /// `serve`'s arguments after the subcommand.
+    fn serve_args(&self) -> Vec<String> {
+        let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+        vec![
+            "--server-type".into(),
+            "test".into(),
+            "--plugins".into(),
+            path(self.plugins.path()),
+            "--context".into(),
+            path(&self.context),
+        ]
+    }
+}
 
 #[test]
 fn a_slow_stream_gets_each_line_without_waiting_for_a_full_buffer() {
     // Regression: the writer flushed only after 50 ms without any result,
     // so at 50 records per second lines waited for 8 KiB of output.
-    let dir = plugin_dir(&[&artifacts().rest_plugin]);
-    let work = tempfile::tempdir().unwrap();
-    let ctx = json!({"postProcessorPlugins": [{"plugin": "REST", "destinationSystems": [{"headerValue": "v"}]}]});
-    let ctx = write_json(work.path(), "c.json", &ctx);
-    let mut serve = ServeProcess::start([
-        "--server-type",
-        "test",
-        "--plugins",
-        dir.path().to_str().unwrap(),
-        "--context",
-        ctx.to_str().unwrap(),
-    ]);
+    let rest = RestChain::new();
+    let mut serve = ServeProcess::start(rest.serve_args());
     // Start-up (loading the plugin) is not part of the measure.
     serve.send(&json!({"seq": 0}));
     serve.wait_for(Duration::from_secs(30), "the first line", |l| l.len() == 1);
@@ -46,15 +72,10 @@ fn a_slow_stream_gets_each_line_without_waiting_for_a_full_buffer() {
 fn serve_ends_with_exit_1_when_its_output_is_closed() {
     // Regression: with more records than its queues held, serve blocked
     // forever once the reader of its output had gone (`| head -1`).
-    let dir = plugin_dir(&[&artifacts().rest_plugin]);
-    let work = tempfile::tempdir().unwrap();
-    let ctx = json!({"postProcessorPlugins": [{"plugin": "REST", "destinationSystems": [{"headerValue": "v"}]}]});
-    let ctx = write_json(work.path(), "c.json", &ctx);
+    let rest = RestChain::new();
     let mut child = std::process::Command::new(&artifacts().host)
-        .args(["serve", "--server-type", "test", "--plugins"])
-        .arg(dir.path())
-        .arg("--context")
-        .arg(&ctx)
+        .arg("serve")
+        .args(rest.serve_args())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -84,17 +105,14 @@ fn serve_ends_with_exit_1_when_its_output_is_closed() {
 fn a_terminal_gets_the_progress_line_and_a_pipe_does_not() {
     // `script` (util-linux) runs the host with stderr on a pseudo-terminal;
     // stdin is a pipe that stays open 5 s, so two progress intervals pass.
-    let dir = plugin_dir(&[&artifacts().rest_plugin]);
-    let work = tempfile::tempdir().unwrap();
-    let ctx = json!({"postProcessorPlugins": [{"plugin": "REST", "destinationSystems": [{"headerValue": "v"}]}]});
-    let ctx = write_json(work.path(), "c.json", &ctx);
-    let out = work.path().join("out.jsonl");
+    let rest = RestChain::new();
+    let out = rest.work.path().join("out.jsonl");
     let quote = |path: &std::path::Path| format!("'{}'", path.display());
     let serve = format!(
         "{} serve --server-type test --plugins {} --context {}",
         quote(&artifacts().host),
-        quote(dir.path()),
-        quote(&ctx),
+        quote(rest.plugins.path()),
+        quote(&rest.context),
     );
     let input = r#"(echo '{"seq":1}'; echo '{"seq":2}'; sleep 5)"#;
     let on_terminal = std::process::Command::new("timeout")
@@ -131,18 +149,8 @@ fn a_record_whose_shape_blocks_a_write_fails_alone_as_invalid_record() {
     // The REST stand-in writes to /rest/headerValue; a record whose "rest"
     // is a number or a list has no room for it. The context is sound, so
     // the kind is the record's, not the configuration's.
-    let dir = plugin_dir(&[&artifacts().rest_plugin]);
-    let work = tempfile::tempdir().unwrap();
-    let ctx = json!({"postProcessorPlugins": [{"plugin": "REST", "destinationSystems": [{"headerValue": "v"}]}]});
-    let ctx = write_json(work.path(), "c.json", &ctx);
-    let mut serve = ServeProcess::start([
-        "--server-type",
-        "test",
-        "--plugins",
-        dir.path().to_str().unwrap(),
-        "--context",
-        ctx.to_str().unwrap(),
-    ]);
+    let rest = RestChain::new();
+    let mut serve = ServeProcess::start(rest.serve_args());
     for record in [
         json!({"seq": 0, "rest": 5}),
         json!({"seq": 1, "rest": [1]}),
@@ -175,10 +183,7 @@ fn a_record_whose_shape_blocks_a_write_fails_alone_as_invalid_record() {
 fn out_of_range_flags_are_usage_errors_that_name_the_range() {
     // Regression: a --record-timeout near u64::MAX overflowed a deadline
     // and panicked (exit 101) after the first record.
-    let dir = plugin_dir(&[&artifacts().rest_plugin]);
-    let work = tempfile::tempdir().unwrap();
-    let ctx = json!({"postProcessorPlugins": [{"plugin": "REST", "destinationSystems": [{"headerValue": "v"}]}]});
-    let ctx = write_json(work.path(), "c.json", &ctx);
+    let rest = RestChain::new();
     for (flag, value, range) in [
         ("--record-timeout", "9223372036854775807", "1..=31536000"),
         ("--max-record-bytes", "0", "1..=1073741824"),
@@ -188,19 +193,12 @@ fn out_of_range_flags_are_usage_errors_that_name_the_range() {
             "[possible values: off, error, warn, info, debug, trace]",
         ),
     ] {
-        let output = posthandler_tests::Host::new([
-            "serve",
-            "--server-type",
-            "test",
-            "--plugins",
-            dir.path().to_str().unwrap(),
-            "--context",
-            ctx.to_str().unwrap(),
-            flag,
-            value,
-        ])
-        .stdin("{\"seq\":0}\n")
-        .run();
+        let mut args = vec!["serve".to_owned()];
+        args.extend(rest.serve_args());
+        args.extend([flag.to_owned(), value.to_owned()]);
+        let output = posthandler_tests::Host::new(args)
+            .stdin("{\"seq\":0}\n")
+            .run();
         assert_eq!(output.code, Some(2), "{flag} {value}: {}", output.stderr);
         assert!(output.stderr.contains(range), "{flag}: {}", output.stderr);
         assert!(output.stdout.is_empty());
