@@ -76,7 +76,8 @@ pub fn resolve(
             destination.escape_debug()
         )
     };
-    if let Some((index, place)) = entry_owner(owner) {
+    if let Some(place) = entry_owner(owner) {
+        let (index, place) = place?;
         let Some((name, fields)) = names
             .get(index)
             .and_then(|name| Some((name, chain.fields_of(name)?)))
@@ -95,21 +96,27 @@ pub fn resolve(
             )),
         };
     }
+    // Every entry of the plugin that owns such a field is a candidate, also
+    // one where the field cannot take the value (too few items): which
+    // entry is meant must not depend on how many items each has now.
     let mut earlier = None;
-    let mut later = Vec::new();
+    let mut later: Vec<(usize, Result<String, String>)> = Vec::new();
     for (index, name) in names.iter().enumerate() {
         let Some(fields) = chain.fields_of(name) else {
             continue;
         };
-        if let Some(pointer) = field_pointer(chain.context(), index, name, fields, owner, label)? {
-            match index <= writer {
-                true => earlier = earlier.or(Some((index, name))),
-                false => later.push((index, pointer)),
-            }
+        let found = match field_pointer(chain.context(), index, name, fields, owner, label) {
+            Ok(None) => continue,
+            Ok(Some(pointer)) => Ok(pointer),
+            Err(cause) => Err(cause),
+        };
+        match index <= writer {
+            true => earlier = earlier.or(Some((index, name))),
+            false => later.push((index, found)),
         }
     }
     match (later.as_slice(), earlier) {
-        ([(_, pointer)], _) => Ok(Target::Context(pointer.clone())),
+        ([(_, found)], _) => found.clone().map(Target::Context),
         ([], Some((index, name))) => Err(not_later(index, name)),
         ([], None) => Err(format!(
             "'{}' names no field of a posthandler in this chain",
@@ -136,17 +143,28 @@ pub fn resolve(
 /// The entry an owner names by its place (`postProcessorPlugins[2]`,
 /// `postProcessorPlugins[2] Destination System - 1`; the suite's
 /// `PostProcessorPlugins` spelling too): its index, and the place as the
-/// owner spells it, which stands for the plugin name there.
-fn entry_owner(owner: &str) -> Option<(usize, &str)> {
+/// owner spells it, which stands for the plugin name there. `None` when
+/// the owner does not start with a place; an error when it starts like one
+/// but the number is not an index.
+fn entry_owner(owner: &str) -> Option<Result<(usize, &str), String>> {
     let rest = owner
         .strip_prefix(CHAIN_KEY)
-        .or_else(|| owner.strip_prefix(CHAIN_LABEL))?;
-    let (number, _) = rest.strip_prefix('[')?.split_once(']')?;
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let place_len = owner.len() - rest.len() + number.len() + 2;
-    Some((number.parse().ok()?, &owner[..place_len]))
+        .or_else(|| owner.strip_prefix(CHAIN_LABEL))?
+        .strip_prefix('[')?;
+    let Some((number, _)) = rest.split_once(']') else {
+        return Some(Err(format!("'{owner}': the place lacks its closing ']'")));
+    };
+    let index = Some(number)
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok());
+    let Some(index) = index else {
+        return Some(Err(format!(
+            "'{owner}': '{number}' is not a place in the chain (0 for the first entry, 1 for \
+             the second, ...)"
+        )));
+    };
+    let place_len = owner.len() - rest.len() + number.len() + 1;
+    Some(Ok((index, &owner[..place_len])))
 }
 
 /// The pointer to the field `owner | label` of the entry at `index`, if the
@@ -164,11 +182,7 @@ fn field_pointer(
         let Some(field) = fields.iter().find(|f| f.label == label) else {
             return Ok(None);
         };
-        if field.field_type == FieldType::List {
-            return Err(format!(
-                "'{owner} | {label}' is a list of settings, not a field a value can be written to"
-            ));
-        }
+        writable(field, owner, label)?;
         return Ok(Some(format!("{entry}/{}", escape(&field.key))));
     }
     let Some(item) = owner
@@ -189,11 +203,12 @@ fn field_pointer(
     let Some(field) = list.item_fields.iter().find(|f| f.label == label) else {
         return Ok(None);
     };
+    writable(field, owner, label)?;
     let number: usize = number
         .parse()
         .ok()
         .filter(|n| *n >= 1)
-        .ok_or_else(|| format!("'{owner}': item numbers start at 1"))?;
+        .ok_or_else(|| format!("'{owner}': the item number is a whole number from 1"))?;
     let items = context
         .pointer(&format!("{entry}/{}", escape(&list.key)))
         .and_then(Value::as_array)
@@ -241,6 +256,23 @@ pub fn parse_pointer(pointer: &str) -> Result<Vec<String>, String> {
             Ok(out)
         })
         .collect()
+}
+
+/// Whether a value may be written into `field`: not a whole list, not a
+/// choice among fixed values (a token is none of them, and a later
+/// posthandler's server type limit is not a posthandler's to change), and
+/// not another destination field (which would move where a later
+/// posthandler writes).
+fn writable(field: &FieldDescription, owner: &str, label: &str) -> Result<(), String> {
+    let what = match field.field_type {
+        FieldType::List => "a list of settings",
+        FieldType::Choice => "a choice among fixed values",
+        FieldType::DestinationField => "where that posthandler writes its own values",
+        _ => return Ok(()),
+    };
+    Err(format!(
+        "'{owner} | {label}' is {what}, not a field a value can be written to"
+    ))
 }
 
 fn escape(key: &str) -> String {
@@ -523,6 +555,88 @@ mod tests {
         assert!(
             before.contains("postProcessorPlugins[0] ('REST'), which is not later"),
             "{before}"
+        );
+    }
+
+    #[test]
+    fn which_entry_is_meant_does_not_depend_on_item_counts() {
+        // Regression: an entry with too few items, even the writer itself,
+        // stopped the search with its own "has 1 item" error.
+        let mut c = chain();
+        c.context = json!({"postProcessorPlugins": [
+            {"plugin": "OAuth 2.0", "destinationSystems": [{"restUrl": "x"}]},
+            {"plugin": "OAuth 2.0", "destinationSystems": [{"restUrl": "x"}, {"restUrl": "y"}]}
+        ]});
+        c.names = vec!["OAuth 2.0".into(), "OAuth 2.0".into()];
+        assert_eq!(
+            resolve("OAuth 2.0 Destination System - 2 | Rest URL", 0, &c).unwrap(),
+            Target::Context("/postProcessorPlugins/1/destinationSystems/1/restUrl".into())
+        );
+        // The one later entry with too few items says so itself.
+        let few = resolve("OAuth 2.0 Destination System - 3 | Rest URL", 0, &c).unwrap_err();
+        assert!(
+            few.contains("postProcessorPlugins[1] has 2 Destination System item(s)"),
+            "{few}"
+        );
+
+        // Two later entries are ambiguous whatever their item counts.
+        c.context["postProcessorPlugins"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"plugin": "OAuth 2.0", "destinationSystems": [{"restUrl": "z"}]}));
+        c.names.push("OAuth 2.0".into());
+        let ambiguous = resolve("OAuth 2.0 Destination System - 2 | Rest URL", 0, &c).unwrap_err();
+        assert!(
+            ambiguous.contains("postProcessorPlugins[1] or postProcessorPlugins[2]"),
+            "{ambiguous}"
+        );
+    }
+
+    #[test]
+    fn choices_and_destination_fields_are_not_destinations() {
+        let mut c = chain();
+        c.rest.push(FieldDescription {
+            allowed_values: vec!["test".into(), "prod".into()],
+            ..field(
+                "limitToServertype",
+                "Limit to Servertype",
+                FieldType::Choice,
+            )
+        });
+        c.rest.push(field(
+            "destinationFieldForToken",
+            "Destination Field for Token",
+            FieldType::DestinationField,
+        ));
+        let choice = resolve("REST | Limit to Servertype", 0, &c).unwrap_err();
+        assert!(
+            choice.contains("is a choice among fixed values"),
+            "{choice}"
+        );
+        let redirect = resolve("REST | Destination Field for Token", 0, &c).unwrap_err();
+        assert!(
+            redirect.contains("where that posthandler writes"),
+            "{redirect}"
+        );
+    }
+
+    #[test]
+    fn a_place_that_is_not_an_index_says_so() {
+        let c = chain();
+        for place in ["99999999999999999999999", "-1", "one", ""] {
+            let err =
+                resolve(&format!("postProcessorPlugins[{place}] | Timeout"), 0, &c).unwrap_err();
+            assert!(
+                err.contains(&format!("'{place}' is not a place in the chain")),
+                "{err}"
+            );
+        }
+        let open = resolve("postProcessorPlugins[1 | Timeout", 0, &c).unwrap_err();
+        assert!(open.contains("lacks its closing ']'"), "{open}");
+        let item = resolve("REST Destination System - x | Header Value", 0, &c).unwrap_err();
+        assert!(
+            item.contains("the item number is a whole number from 1"),
+            "{item}"
         );
     }
 
