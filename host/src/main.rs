@@ -26,7 +26,7 @@ const MAX_RECORD_TIMEOUT_SECONDS: u64 = 365 * 24 * 60 * 60;
 struct Cli {
     /// Log level: off, error, warn, info, debug or trace (overrides
     /// RUST_LOG).
-    #[arg(long, global = true, value_name = "LEVEL",
+    #[arg(long, global = true, value_name = "LEVEL", ignore_case = true,
           value_parser = clap::builder::PossibleValuesParser::new(
               ["off", "error", "warn", "info", "debug", "trace"],
           ).map(|level| level.parse::<log::LevelFilter>().expect("one of the listed levels")))]
