@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every benchmark and writes the table into BENCHMARKS.md:
 #   bench/run.sh
-# In-process figures with criterion (benches/figures.rs), whole-process
-# figures with src/bin/whole.rs, the table with src/bin/report.rs. Takes
-# about 8 minutes on 2 cores. Not run by CI.
+# criterion's in-process benchmarks (benches/figures.rs, reports in
+# target/criterion), the figures measured taking turns and the whole-process
+# ones with src/bin/whole.rs, the table with src/bin/report.rs. Takes about
+# 8 minutes on 2 cores. Not run by CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

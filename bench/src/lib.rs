@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod fetch;
+pub mod process;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! Writes the table of figures into `BENCHMARKS.md`, between the
 //! `<!-- figures:start -->` and `<!-- figures:end -->` lines (the rest of
-//! the file is kept as written), from criterion's medians
-//! (`target/criterion/*/*/new/estimates.json`) and `whole.json`, with the
-//! machine, the versions and the date.
+//! the file is kept as written), from `whole.json` (the figures measured
+//! taking turns and the whole-process ones), with the machine, the versions
+//! and the date. criterion's own reports stay in `target/criterion`.
 
 use std::process::Command;
 
@@ -31,20 +31,6 @@ fn main() {
     println!("{table}");
 }
 
-/// The median of one criterion benchmark, in microseconds.
-fn criterion_us(group: &str, name: &str) -> f64 {
-    let path = root().join(format!(
-        "target/criterion/{group}/{name}/new/estimates.json"
-    ));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("{} is missing (cargo bench first)", path.display()));
-    let value: Value = serde_json::from_str(&text).expect("criterion's estimates are JSON");
-    value["median"]["point_estimate"]
-        .as_f64()
-        .expect("a median")
-        / 1e3
-}
-
 fn f(value: &Value) -> f64 {
     value.as_f64().unwrap_or(f64::NAN)
 }
@@ -58,9 +44,9 @@ fn verdict(met: bool) -> &'static str {
 }
 
 fn table(whole: &Value) -> String {
-    let linked = criterion_us("process", "linked");
-    let loaded = criterion_us("process", "loaded");
-    let chain = criterion_us("process", "chain_run");
+    let linked = f(&whole["process"]["linked_ns"]) / 1e3;
+    let loaded = f(&whole["process"]["loaded_ns"]) / 1e3;
+    let chain = f(&whole["process"]["chain_ns"]) / 1e3;
     let fetch = &whole["fetch"];
     let plugin_new = f(&fetch["plugin_new_us"]);
     let plugin_warm = f(&fetch["plugin_warm_us"]);

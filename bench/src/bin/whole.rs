@@ -1,4 +1,6 @@
-//! The figures criterion does not take: records per second through `serve`
+//! The figures that need their subjects taking turns or whole processes:
+//! the `process` call linked, loaded and in `Chain::run` (see
+//! `posthandler_bench::process`), records per second through `serve`
 //! (against `cat` and a `serve` with the `No-op` plugin), the token fetch of
 //! the plugin's client against the `oauth2` crate's (taking turns, see
 //! `posthandler_bench::fetch`) and curl's `time_total`, plugin loading
@@ -30,6 +32,8 @@ const RUNS: usize = 5;
 const SWAPS: usize = 100;
 /// Rounds of the token fetch figure (four requests each).
 const FETCH_ROUNDS: usize = 2000;
+/// Rounds of the `process` figure (three batches each).
+const PROCESS_ROUNDS: usize = 300;
 
 fn main() {
     let second_version = PathBuf::from(
@@ -56,6 +60,20 @@ fn main() {
     results.insert(
         "simulated".into(),
         json!({"requests": simulated.requests, "ideal": simulated.ideal}),
+    );
+
+    eprintln!("process: linked, loaded and Chain::run, taking turns");
+    let subjects = posthandler_bench::process::Subjects::new(&oidc.token_url());
+    let process = posthandler_bench::process::interleaved(&subjects, PROCESS_ROUNDS);
+    drop(subjects);
+    results.insert(
+        "process".into(),
+        json!({
+            "rounds": PROCESS_ROUNDS,
+            "linked_ns": process.linked_ns,
+            "loaded_ns": process.loaded_ns,
+            "chain_ns": process.chain_ns,
+        }),
     );
 
     eprintln!("token fetch: the plugin's client and oauth2's, taking turns");
