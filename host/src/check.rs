@@ -164,14 +164,7 @@ pub fn check_file(
         },
         other => other,
     };
-    let text =
-        crate::context::read_capped(path, crate::context::MAX_CONTEXT_BYTES).map_err(|source| {
-            Error::Io {
-                path: path.to_path_buf(),
-                action: "reading the context",
-                source,
-            }
-        })?;
+    let text = crate::context::read_file(path, "reading the context")?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut report = check_text(&text, base, discovery, server_type).map_err(in_file)?;
     report.missing = report.missing.into_iter().map(in_file).collect();

@@ -143,6 +143,21 @@ pub fn duplicate_keys(text: &str) -> Vec<String> {
     }
 }
 
+/// The text of the context file at `path` ([`read_capped`] to
+/// [`MAX_CONTEXT_BYTES`]); `action` names the read in the error, such as
+/// `reading the context`.
+///
+/// # Errors
+///
+/// [`Error::Io`] when the file cannot be read, is too long or not UTF-8.
+pub fn read_file(path: &Path, action: &'static str) -> Result<String, Error> {
+    read_capped(path, MAX_CONTEXT_BYTES).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    })
+}
+
 /// The key of the chain in a context.
 pub const CHAIN_KEY: &str = "postProcessorPlugins";
 
@@ -162,11 +177,7 @@ pub struct Context {
 impl Context {
     /// Reads and parses a context file.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = read_capped(path, MAX_CONTEXT_BYTES).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            action: "reading the context",
-            source,
-        })?;
+        let text = read_file(path, "reading the context")?;
         Self::parse(&text).map_err(|err| match err {
             Error::Context { place, cause } => Error::Context {
                 place: format!("{}: {place}", path.display()),

@@ -276,14 +276,7 @@ const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
 ///
 /// The file cannot be read or parsed any more.
 pub fn context_out(path: &Path, chain: &dyn ChainFields, output: &Value) -> Result<Value, Error> {
-    let text =
-        crate::context::read_capped(path, crate::context::MAX_CONTEXT_BYTES).map_err(|source| {
-            Error::Io {
-                path: path.to_path_buf(),
-                action: "reading the context again",
-                source,
-            }
-        })?;
+    let text = crate::context::read_file(path, "reading the context again")?;
     let mut original: Value = serde_json::from_str(&text).map_err(|err| Error::Context {
         place: path.display().to_string(),
         cause: format!("not valid JSON ({err})"),
