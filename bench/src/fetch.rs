@@ -12,7 +12,7 @@
 //! run to run. Taking turns, both clients of a ratio see the same server.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oauth2::basic::BasicClient;
 use oauth2::{ClientId, ClientSecret, Scope, TokenResponse, TokenUrl};
@@ -20,7 +20,7 @@ use posthandler_oauth2::config::OAuthConfig;
 use posthandler_oauth2::http::UreqTransport;
 use posthandler_oauth2::token::{Grant, TokenClient};
 
-use crate::{context, median, Oidc, CLIENT_ID, CLIENT_SECRET, SCOPE};
+use crate::{context, take_turns, Oidc, CLIENT_ID, CLIENT_SECRET, SCOPE};
 
 /// The medians of one run, in microseconds.
 #[derive(Debug, Clone, Copy)]
@@ -85,20 +85,11 @@ pub fn token_fetch(rounds: usize) -> FetchTimes {
     for _ in 0..50 {
         clients.iter().for_each(|fetch| fetch());
     }
-    let mut times: [Vec<f64>; 4] = Default::default();
-    for round in 0..rounds {
-        for turn in 0..clients.len() {
-            let which = (round + turn) % clients.len();
-            let started = Instant::now();
-            clients[which]();
-            times[which].push(started.elapsed().as_secs_f64() * 1e6);
-        }
-    }
-    let [plugin_new, plugin_warm, oauth2_new, oauth2_warm] = times.map(|mut t| median(&mut t));
+    let us = take_turns(&clients, rounds, 1);
     FetchTimes {
-        plugin_new_us: plugin_new,
-        plugin_warm_us: plugin_warm,
-        oauth2_new_us: oauth2_new,
-        oauth2_warm_us: oauth2_warm,
+        plugin_new_us: us[0] / 1e3,
+        plugin_warm_us: us[1] / 1e3,
+        oauth2_new_us: us[2] / 1e3,
+        oauth2_warm_us: us[3] / 1e3,
     }
 }

@@ -272,6 +272,29 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Runs each of `subjects` `per_turn` times in a turn, one turn each per
+/// round over `rounds` rounds, the order rotating from round to round, and
+/// returns each subject's median time per run, in nanoseconds, in the
+/// order given.
+///
+/// Subjects measured one after the other meet the machine (and a server
+/// they talk to) in different states; taking turns, every ratio of two of
+/// them compares runs of the same moments.
+pub fn take_turns(subjects: &[&dyn Fn()], rounds: usize, per_turn: usize) -> Vec<f64> {
+    let mut times = vec![Vec::with_capacity(rounds); subjects.len()];
+    for round in 0..rounds {
+        for turn in 0..subjects.len() {
+            let which = (round + turn) % subjects.len();
+            let started = std::time::Instant::now();
+            for _ in 0..per_turn {
+                subjects[which]();
+            }
+            times[which].push(started.elapsed().as_secs_f64() * 1e9 / per_turn as f64);
+        }
+    }
+    times.iter_mut().map(|t| median(t)).collect()
+}
+
 /// The median of `values` (sorted in place); 0 for none.
 pub fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {
@@ -291,4 +314,23 @@ pub fn results_dir() -> PathBuf {
     let dir = root().join("target/bench-results");
     std::fs::create_dir_all(&dir).expect("target/bench-results can be made");
     dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    #[test]
+    fn taking_turns_runs_each_subject_alike_in_rotating_order() {
+        let log = RefCell::new(Vec::new());
+        let a = || log.borrow_mut().push('a');
+        let b = || log.borrow_mut().push('b');
+        let c = || log.borrow_mut().push('c');
+        let medians = take_turns(&[&a, &b, &c], 3, 2);
+        assert_eq!(medians.len(), 3);
+        assert!(medians.iter().all(|m| *m >= 0.0));
+        let order: String = log.into_inner().into_iter().collect();
+        assert_eq!(order, "aabbcc".to_owned() + "bbccaa" + "ccaabb");
+    }
 }

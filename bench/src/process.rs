@@ -13,7 +13,6 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Instant;
 
 use abi_stable::std_types::RStr;
 use posthandler_abi::{ConfigureRequest, Posthandler, PosthandlerBox};
@@ -25,7 +24,7 @@ use posthandler_oauth2::clock::SystemClock;
 use posthandler_oauth2::http::UreqTransport;
 use posthandler_oauth2::OAuthPosthandler;
 
-use crate::{context, median, record_1kb, release};
+use crate::{context, record_1kb, release, take_turns};
 
 /// The three ways of running one record, each with its token cached.
 pub struct Subjects {
@@ -151,26 +150,24 @@ const BATCH: usize = 2_000;
 /// `rounds` rounds of one batch of each call, the order rotating; each
 /// figure is the median of its batches' time per call.
 pub fn interleaved(subjects: &Subjects, rounds: usize) -> ProcessTimes {
-    let calls: [&dyn Fn() -> bool; 3] = [
-        &|| subjects.linked_call(),
-        &|| subjects.loaded_call(),
-        &|| subjects.chain_call(),
-    ];
-    let mut times: [Vec<f64>; 3] = Default::default();
-    for round in 0..rounds {
-        for turn in 0..calls.len() {
-            let which = (round + turn) % calls.len();
-            let started = Instant::now();
-            for _ in 0..BATCH {
-                black_box(calls[which]());
-            }
-            times[which].push(started.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
-        }
-    }
-    let [linked_ns, loaded_ns, chain_ns] = times.map(|mut t| median(&mut t));
+    let ns = take_turns(
+        &[
+            &|| {
+                black_box(subjects.linked_call());
+            },
+            &|| {
+                black_box(subjects.loaded_call());
+            },
+            &|| {
+                black_box(subjects.chain_call());
+            },
+        ],
+        rounds,
+        BATCH,
+    );
     ProcessTimes {
-        linked_ns,
-        loaded_ns,
-        chain_ns,
+        linked_ns: ns[0],
+        loaded_ns: ns[1],
+        chain_ns: ns[2],
     }
 }
