@@ -270,12 +270,17 @@ impl Finished {
     }
 }
 
-fn token_requests(server: &OidcServer) -> usize {
+/// The server's log entries of requests to its token endpoint.
+fn token_request_log(server: &OidcServer) -> Vec<Value> {
     server
         .requests()
-        .iter()
+        .into_iter()
         .filter(|request| request["path"] == "/token")
-        .count()
+        .collect()
+}
+
+fn token_requests(server: &OidcServer) -> usize {
+    token_request_log(server).len()
 }
 
 #[test]
@@ -341,10 +346,8 @@ fn a_short_lived_token_is_renewed_before_it_expires() {
     assert_eq!(introspected, tokens);
     // Renewals come every 2.5 s, within the server's 5 s keep-alive: all
     // of them go over the stream's one connection.
-    let ports: BTreeSet<u64> = server
-        .requests()
+    let ports: BTreeSet<u64> = token_request_log(&server)
         .iter()
-        .filter(|request| request["path"] == "/token")
         .map(|request| request["remote_port"].as_u64().expect("a client port"))
         .collect();
     assert_eq!(
