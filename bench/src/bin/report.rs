@@ -77,30 +77,23 @@ fn table(whole: &Value) -> String {
         "within 1.3×",
         loaded / linked <= 1.3,
     );
-    row(
-        "token fetch, new connection",
-        format!("{plugin_new:.0} µs"),
-        format!(
-            "oauth2+ureq2 {oauth2_new:.0} µs (ratio {:.2}); curl `time_total` {curl_new:.0} µs \
-             (ratio {:.2})",
-            plugin_new / oauth2_new,
-            plugin_new / curl_new
-        ),
-        "≤ oauth2; within 1.2× of curl",
-        plugin_new <= oauth2_new && plugin_new <= 1.2 * curl_new,
-    );
-    row(
-        "token fetch, warm connection",
-        format!("{plugin_warm:.0} µs"),
-        format!(
-            "oauth2+ureq2 {oauth2_warm:.0} µs (ratio {:.2}); curl `time_total` {curl_warm:.0} µs \
-             (ratio {:.2})",
-            plugin_warm / oauth2_warm,
-            plugin_warm / curl_warm
-        ),
-        "≤ oauth2; within 1.2× of curl",
-        plugin_warm <= oauth2_warm && plugin_warm <= 1.2 * curl_warm,
-    );
+    for (connection, plugin, oauth2, curl) in [
+        ("new", plugin_new, oauth2_new, curl_new),
+        ("warm", plugin_warm, oauth2_warm, curl_warm),
+    ] {
+        row(
+            &format!("token fetch, {connection} connection"),
+            format!("{plugin:.0} µs"),
+            format!(
+                "oauth2+ureq2 {oauth2:.0} µs (ratio {:.2}); curl `time_total` {curl:.0} µs \
+                 (ratio {:.2})",
+                plugin / oauth2,
+                plugin / curl
+            ),
+            "≤ oauth2; within 1.2× of curl",
+            plugin <= oauth2 && plugin <= 1.2 * curl,
+        );
+    }
     for workers in [1, 2, 4] {
         let oauth = rate(&format!("oauth_{workers}"));
         let noop = rate(&format!("noop_{workers}"));
