@@ -69,6 +69,16 @@ pub const OVERALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// hundred bytes, so anything near this is not one.
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
+/// The longest response head (status line and headers) that is read; a
+/// token endpoint's is well under 2 KiB.
+pub const MAX_RESPONSE_HEAD_BYTES: usize = 32 * 1024;
+
+/// The least size of ureq's output buffer. ureq writes the request head
+/// through it a line at a time, so it must hold the longest line (an
+/// `Authorization` header grows with the secret); the body passes through
+/// in pieces of any size.
+const MIN_OUTPUT_BUFFER_BYTES: usize = 16 * 1024;
+
 /// How many times one token request is sent at most: the first try and two
 /// retries after 429 or 503.
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -92,9 +102,10 @@ fn is_retryable(status: u16) -> bool {
 /// settings, reusing connections.
 #[derive(Debug, Default)]
 pub struct UreqTransport {
-    /// Built on first use, one per distinct [`TransportOptions`] (a
-    /// configured plugin has one).
-    agents: Mutex<Vec<(TransportOptions, Url, Agent)>>,
+    /// Built on first use, one per distinct [`TransportOptions`] and token
+    /// URL (a configured plugin has one), with the output buffer size it
+    /// was built with.
+    agents: Mutex<Vec<(TransportOptions, Url, usize, Agent)>>,
 }
 
 impl UreqTransport {
@@ -105,24 +116,53 @@ impl UreqTransport {
 
     fn agent(&self, request: &TokenRequest) -> Result<Agent, TransportError> {
         let url = request.url.url();
+        let output_buffer = output_buffer_size(request);
         let mut agents = self
             .agents
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((_, _, agent)) = agents
-            .iter()
-            .find(|(options, for_url, _)| *options == request.transport && for_url == url)
-        {
+        if let Some((_, _, _, agent)) = agents.iter().find(|(options, for_url, size, _)| {
+            *options == request.transport && for_url == url && *size >= output_buffer
+        }) {
             return Ok(agent.clone());
         }
-        let agent = build_agent(url, &request.transport)?;
-        agents.push((request.transport.clone(), url.clone(), agent.clone()));
+        let agent = build_agent(url, &request.transport, output_buffer)?;
+        agents.push((
+            request.transport.clone(),
+            url.clone(),
+            output_buffer,
+            agent.clone(),
+        ));
         Ok(agent)
     }
 }
 
-/// An agent for token requests to `url` with `options`.
-fn build_agent(url: &Url, options: &TransportOptions) -> Result<Agent, TransportError> {
+/// An output buffer that holds every line of `request`'s head, with room
+/// for the lines ureq adds (`Host`, `User-Agent`, `Content-Length`,
+/// `Accept-Encoding`).
+///
+/// ureq's default buffers are 128 KiB each way, zero-filled for every new
+/// connection: on the benchmark machine that was about 70 µs of each token
+/// request that opens one, where a request and its answer need a few
+/// hundred bytes.
+fn output_buffer_size(request: &TokenRequest) -> usize {
+    let url = request.url.url();
+    let request_line = url.path().len() + url.query().map_or(0, str::len) + 32;
+    let headers: usize = request
+        .headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + 4)
+        .sum();
+    MIN_OUTPUT_BUFFER_BYTES.max(request_line + url.as_str().len() + headers + 512)
+}
+
+/// An agent for token requests to `url` with `options`, whose request
+/// heads fit in `output_buffer` bytes.
+fn build_agent(
+    url: &Url,
+    options: &TransportOptions,
+    output_buffer: usize,
+) -> Result<Agent, TransportError> {
     let shown = crate::config::redacted_url(url);
     if options.insecure_http {
         log::warn!(
@@ -157,6 +197,11 @@ fn build_agent(url: &Url, options: &TransportOptions) -> Result<Agent, Transport
         .tls_config(tls.build())
         .proxy(proxy)
         .user_agent(concat!("posthandler-oauth2/", env!("CARGO_PKG_VERSION")))
+        // The input buffer must be larger than the head limit, or a head
+        // that fills it ends as "no progress" instead of as too large.
+        .max_response_header_size(MAX_RESPONSE_HEAD_BYTES)
+        .input_buffer_size(MAX_RESPONSE_HEAD_BYTES + 1024)
+        .output_buffer_size(output_buffer)
         .build();
     Ok(Agent::with_parts(
         config,
@@ -370,7 +415,9 @@ fn send_once(agent: &Agent, request: &TokenRequest) -> Result<HttpResponse, Tran
     let headers = response
         .headers()
         .iter()
-        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
         .collect();
     let body = response
         .body_mut()
@@ -410,9 +457,11 @@ fn transport_error(error: ureq::Error, options: &TransportOptions) -> TransportE
         ureq::Error::Decompress(..) => {
             TransportError::Other("the gzip-encoded body does not decode".to_owned())
         }
-        ureq::Error::Protocol(_) | ureq::Error::LargeResponseHeader(..) => {
-            TransportError::Other("malformed HTTP response".to_owned())
-        }
+        ureq::Error::LargeResponseHeader(..) => TransportError::Other(format!(
+            "the response head (status line and headers) is larger than {} KiB",
+            MAX_RESPONSE_HEAD_BYTES / 1024
+        )),
+        ureq::Error::Protocol(_) => TransportError::Other("malformed HTTP response".to_owned()),
         ureq::Error::ConnectProxyFailed(_) => {
             TransportError::Other("the HTTP proxy refused the CONNECT request".to_owned())
         }
@@ -495,7 +544,8 @@ mod tests {
 
     /// Serves one canned HTTP response on a loopback port; returns the port
     /// and a handle that yields the raw request it read.
-    fn serve_once(response: &'static str) -> (u16, thread::JoinHandle<String>) {
+    fn serve_once(response: impl Into<String>) -> (u16, thread::JoinHandle<String>) {
+        let response = response.into();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let handle = thread::spawn(move || {
@@ -517,7 +567,11 @@ mod tests {
     }
 
     fn request_to(port: u16) -> TokenRequest {
-        let mut system = system("id", "secret", ClientAuthentication::Header);
+        request_with_secret(port, "secret")
+    }
+
+    fn request_with_secret(port: u16, secret: &str) -> TokenRequest {
+        let mut system = system("id", secret, ClientAuthentication::Header);
         let context = serde_json::json!({"postProcessorPlugins": [{
             "destinationSystems": [{
                 "limitToServertype": "test",
@@ -549,6 +603,51 @@ mod tests {
         assert!(lower.contains("accept: application/json\r\n"));
         assert!(lower.contains("authorization: basic "));
         assert!(raw.ends_with("grant_type=client_credentials&scope=products.write"));
+    }
+
+    #[test]
+    fn a_secret_longer_than_the_least_output_buffer_is_sent_whole() {
+        let secret = "s".repeat(3 * MIN_OUTPUT_BUFFER_BYTES);
+        let (port, server) =
+            serve_once("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+        let request = request_with_secret(port, &secret);
+        let response = UreqTransport::new().send(&request).unwrap();
+        assert_eq!(response.status, 200);
+        let raw = server.join().unwrap();
+        let sent = request.header("Authorization").unwrap();
+        assert!(sent.len() > MIN_OUTPUT_BUFFER_BYTES);
+        assert!(raw.contains(&format!("\r\nauthorization: {sent}\r\n")));
+    }
+
+    #[test]
+    fn a_response_head_near_the_limit_is_read() {
+        let padding = "x".repeat(MAX_RESPONSE_HEAD_BYTES - 1024);
+        let (port, server) = serve_once(&format!(
+            "HTTP/1.1 200 OK\r\nX-Padding: {padding}\r\nContent-Length: 2\r\n\
+             Connection: close\r\n\r\n{{}}"
+        ));
+        let response = UreqTransport::new().send(&request_to(port)).unwrap();
+        assert_eq!(
+            (response.status, response.body.as_slice()),
+            (200, &b"{}"[..])
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_response_head_over_the_limit_is_named_as_such() {
+        let padding = "x".repeat(MAX_RESPONSE_HEAD_BYTES + 1024);
+        let (port, _server) = serve_once(&format!(
+            "HTTP/1.1 200 OK\r\nX-Padding: {padding}\r\nContent-Length: 2\r\n\
+             Connection: close\r\n\r\n{{}}"
+        ));
+        let error = UreqTransport::new().send(&request_to(port)).unwrap_err();
+        assert_eq!(
+            error,
+            TransportError::Other(
+                "the response head (status line and headers) is larger than 32 KiB".to_owned()
+            )
+        );
     }
 
     #[test]
