@@ -460,6 +460,8 @@ pub struct TokenClient {
     context_name: String,
     system_index: usize,
     system: DestinationSystem,
+    /// The client credentials request, the same for every call: built once.
+    credentials_request: TokenRequest,
     transport: Box<dyn Transport>,
     clock: Arc<dyn Clock>,
     sent: AtomicU64,
@@ -477,6 +479,7 @@ impl TokenClient {
         TokenClient {
             context_name,
             system_index,
+            credentials_request: client_credentials_request(&system),
             system,
             transport,
             clock: Arc::new(SystemClock),
@@ -540,14 +543,18 @@ impl TokenClient {
         requested_at: SystemTime,
     ) -> Result<TokenResponse, FetchFailure> {
         let url = &self.system.token_url;
+        let refresh_request;
         let request = match grant {
-            Grant::ClientCredentials => client_credentials_request(&self.system),
-            Grant::RefreshToken(refresh) => refresh_token_request(&self.system, refresh),
+            Grant::ClientCredentials => &self.credentials_request,
+            Grant::RefreshToken(refresh) => {
+                refresh_request = refresh_token_request(&self.system, refresh);
+                &refresh_request
+            }
         };
         self.sent.fetch_add(1, Ordering::Relaxed);
         let response = self
             .transport
-            .send(&request)
+            .send(request)
             .map_err(|cause| TokenError::Transport {
                 url: url.redacted(),
                 cause,
