@@ -71,13 +71,13 @@ pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 /// The longest response head (status line and headers) that is read; a
 /// token endpoint's is well under 2 KiB.
-pub const MAX_RESPONSE_HEAD_BYTES: usize = 32 * 1024;
+pub const MAX_RESPONSE_HEAD_BYTES: usize = 16 * 1024;
 
 /// The least size of ureq's output buffer. ureq writes the request head
 /// through it a line at a time, so it must hold the longest line (an
 /// `Authorization` header grows with the secret); the body passes through
 /// in pieces of any size.
-const MIN_OUTPUT_BUFFER_BYTES: usize = 16 * 1024;
+const MIN_OUTPUT_BUFFER_BYTES: usize = 4 * 1024;
 
 /// How many times one token request is sent at most: the first try and two
 /// retries after 429 or 503.
@@ -645,7 +645,7 @@ mod tests {
         assert_eq!(
             error,
             TransportError::Other(
-                "the response head (status line and headers) is larger than 32 KiB".to_owned()
+                "the response head (status line and headers) is larger than 16 KiB".to_owned()
             )
         );
     }
