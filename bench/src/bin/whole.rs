@@ -396,6 +396,15 @@ fn swaps(release: &Release, second: &Path, oidc: &Oidc, work: &Path) -> Value {
     };
     std::thread::sleep(Duration::from_secs(3));
 
+    // The same windows with no swap: how far the throughput moves by itself
+    // on this machine, to hold the dips against.
+    let mut still = Vec::new();
+    for _ in 0..6 {
+        let at = Instant::now();
+        std::thread::sleep(Duration::from_millis(1500));
+        still.push(per_second_around(&seen.lock().unwrap(), at));
+    }
+
     let mut takeovers = Vec::new();
     let mut dips = Vec::new();
     let mut rss_after_first_cycle = 0;
@@ -444,6 +453,7 @@ fn swaps(release: &Release, second: &Path, oidc: &Oidc, work: &Path) -> Value {
         "takeover_ms_median": median(&mut takeovers.clone()),
         "takeover_ms_max": takeovers.iter().cloned().fold(0.0, f64::max),
         "per_second_around": dips,
+        "per_second_without_swap": still,
         "steady_per_second": steady,
         "rss_after_2_swaps_kib": rss_after_first_cycle,
         "rss_after_100_swaps_kib": rss_end,
