@@ -332,6 +332,29 @@ fn a_body_larger_than_the_cap_is_not_read_further() {
 }
 
 #[test]
+fn a_response_head_over_16_kib_fails_saying_so_and_one_under_is_read() {
+    let head_with = |padding: usize| {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nSet-Cookie: lb={}\r\n\
+             Content-Length: {}\r\n\r\n{}",
+            "c".repeat(padding),
+            body("").len(),
+            body("")
+        )
+    };
+    let (output, requests) = run_against(move |_| Reply::Raw(head_with(17 * 1024).into_bytes()));
+    let line = failure(&output, 4);
+    assert!(
+        line.contains("the response head (status line and headers) is larger than 16 KiB"),
+        "{line}"
+    );
+    assert_eq!(requests, 1);
+
+    let (output, _) = run_against(move |_| Reply::Raw(head_with(15 * 1024).into_bytes()));
+    token_written(&output);
+}
+
+#[test]
 fn a_401_with_www_authenticate_and_no_body_is_invalid_client() {
     let (output, requests) = run_against(|_| Reply::Respond {
         status: 401,
