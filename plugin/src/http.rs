@@ -622,7 +622,7 @@ mod tests {
     #[test]
     fn a_response_head_near_the_limit_is_read() {
         let padding = "x".repeat(MAX_RESPONSE_HEAD_BYTES - 1024);
-        let (port, server) = serve_once(&format!(
+        let (port, server) = serve_once(format!(
             "HTTP/1.1 200 OK\r\nX-Padding: {padding}\r\nContent-Length: 2\r\n\
              Connection: close\r\n\r\n{{}}"
         ));
@@ -637,7 +637,7 @@ mod tests {
     #[test]
     fn a_response_head_over_the_limit_is_named_as_such() {
         let padding = "x".repeat(MAX_RESPONSE_HEAD_BYTES + 1024);
-        let (port, _server) = serve_once(&format!(
+        let (port, _server) = serve_once(format!(
             "HTTP/1.1 200 OK\r\nX-Padding: {padding}\r\nContent-Length: 2\r\n\
              Connection: close\r\n\r\n{{}}"
         ));
