@@ -489,7 +489,7 @@ fn check_object(
             continue;
         }
         let Value::String(text) = value else {
-            problems.push(Problem::error(at, "must be a string"));
+            problems.push(Problem::error(at, not_text(value)));
             continue;
         };
         if text.trim().is_empty() {
@@ -798,6 +798,17 @@ fn repair(entry: &mut Value, fields: &[FieldDescription], path: &str) -> bool {
     true
 }
 
+/// The problem with a setting that is JSON but not text. The suite keeps
+/// every setting as text, so a number or a boolean is shown quoted.
+fn not_text(value: &Value) -> String {
+    match value {
+        Value::Number(_) | Value::Bool(_) => {
+            format!("must be a string: write it in quotes, \"{value}\"")
+        }
+        _ => "must be a string".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -884,7 +895,7 @@ mod tests {
                 "error: p[0].destinationSystems[0].restUrl: not an absolute URL (it needs a scheme and a host, such as https://auth.example.com/token)",
                 "error: p[0].destinationSystems[0].restPassword: missing",
                 "error: p[0].destinationSystems[0].clientAuthentication: 'both' is not one of header, body",
-                "error: p[0].destinationSystems[1].restUrl: must be a string",
+                "error: p[0].destinationSystems[1].restUrl: must be a string: write it in quotes, \"3\"",
                 "error: p[0].destinationSystems[1].restPassword: must not be empty",
             ]
         );

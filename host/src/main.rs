@@ -217,8 +217,14 @@ fn report(err: &anyhow::Error) -> ExitCode {
         .chain()
         .find_map(|cause| cause.downcast_ref::<Error>())
         .map_or(ExitCode::Other, Error::exit_code);
-    eprintln!("error: {err:#}");
+    say(format_args!("error: {err:#}"));
     code
+}
+
+/// Writes one line on stderr. A closed stderr loses the line but never
+/// the run: `eprintln!` would panic there and exit with 101.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn new_loader(args: &PluginDirArgs) -> anyhow::Result<Loader> {
@@ -346,14 +352,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0)
     };
-    eprintln!(
+    say(format_args!(
         "summary: records={} failures={} timeouts={} tokenRequests={} cacheHits={}",
         summary.records,
         summary.failures,
         summary.timeouts,
         count("tokenRequests"),
         count("cacheHits")
-    );
+    ));
     live.loader().cleanup();
     Ok(ExitCode::Success)
 }

@@ -7,6 +7,7 @@
 //! The final summary is printed by the caller in any case.
 
 use std::io::IsTerminal;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,7 +90,8 @@ impl Reporter {
                     next += INTERVAL;
                     let (records, failures) = PROGRESS.counts();
                     let text = line(records, failures, token_requests(), started.elapsed());
-                    eprintln!("{text}");
+                    // Ignored when stderr is closed, as log lines are.
+                    let _ = writeln!(std::io::stderr(), "{text}");
                 }
             })
         });

@@ -299,7 +299,10 @@ pub fn wait_with_output(mut child: Child, timeout: Duration) -> Output {
         Some(pipe) => Box::new(pipe),
         None => Box::new(std::io::empty()),
     };
-    let mut stderr = child.stderr.take().unwrap();
+    let mut stderr: Box<dyn Read + Send> = match child.stderr.take() {
+        Some(pipe) => Box::new(pipe),
+        None => Box::new(std::io::empty()),
+    };
     let out = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = stdout.read_to_string(&mut s);

@@ -101,6 +101,55 @@ fn serve_ends_with_exit_1_when_its_output_is_closed() {
     );
 }
 
+/// The write end of a pipe whose reader has gone: writes to it fail with
+/// EPIPE, as to a stderr piped into `head -1` that has finished.
+fn pipe_without_reader() -> std::process::Stdio {
+    let mut reader = std::process::Command::new("true")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let writer = reader.stdin.take().unwrap();
+    reader.wait().unwrap();
+    writer.into()
+}
+
+#[test]
+fn a_closed_stderr_loses_its_lines_but_not_the_records_or_the_exit_code() {
+    // Regression: the summary and error lines used `eprintln!`, which
+    // panics when stderr is gone: exit 101 instead of 0 or the error's code.
+    let rest = RestChain::new();
+    let serve = |context: &str| {
+        let mut args = rest.serve_args();
+        *args.last_mut().unwrap() = context.to_owned();
+        std::process::Command::new(&artifacts().host)
+            .arg("serve")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(pipe_without_reader())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = serve(rest.context.to_str().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        for seq in 0..100 {
+            writeln!(stdin, "{}", json!({"seq": seq})).unwrap();
+        }
+    });
+    let output = posthandler_tests::wait_with_output(child, Duration::from_secs(60));
+    feeder.join().unwrap();
+    assert_eq!(output.code, Some(0));
+    assert_eq!(output.stdout.lines().count(), 100);
+
+    let missing = rest.work.path().join("no-such-context.json");
+    let mut child = serve(missing.to_str().unwrap());
+    drop(child.stdin.take());
+    let output = posthandler_tests::wait_with_output(child, Duration::from_secs(60));
+    assert_eq!(output.code, Some(2), "the exit code of a missing context");
+}
+
 #[test]
 fn a_terminal_gets_the_progress_line_and_a_pipe_does_not() {
     // `script` (util-linux) runs the host with stderr on a pseudo-terminal;
