@@ -489,7 +489,10 @@ fn check_object(
             continue;
         }
         let Value::String(text) = value else {
-            problems.push(Problem::error(at, not_text(value)));
+            problems.push(Problem::error(
+                at,
+                not_text(value, field.field_type == FieldType::Secret),
+            ));
             continue;
         };
         if text.trim().is_empty() {
@@ -799,9 +802,13 @@ fn repair(entry: &mut Value, fields: &[FieldDescription], path: &str) -> bool {
 }
 
 /// The problem with a setting that is JSON but not text. The suite keeps
-/// every setting as text, so a number or a boolean is shown quoted.
-fn not_text(value: &Value) -> String {
+/// every setting as text, so a number or a boolean is shown quoted; a
+/// secret's value is never shown.
+fn not_text(value: &Value, secret: bool) -> String {
     match value {
+        Value::Number(_) | Value::Bool(_) if secret => {
+            "must be a string: write it in quotes".to_owned()
+        }
         Value::Number(_) | Value::Bool(_) => {
             format!("must be a string: write it in quotes, \"{value}\"")
         }
@@ -877,6 +884,21 @@ mod tests {
             &mut problems,
         );
         problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_number_for_a_secret_is_refused_without_showing_it() {
+        let problems = problems_of(json!({
+            "plugin": "OAuth 2.0",
+            "destinationSystems": [{
+                "restUrl": "https://auth.example.com/token",
+                "restPassword": 271828182
+            }]
+        }));
+        assert_eq!(
+            problems,
+            ["error: p[0].destinationSystems[0].restPassword: must be a string: write it in quotes"]
+        );
     }
 
     #[test]
