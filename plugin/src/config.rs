@@ -693,8 +693,8 @@ fn read_ca_bundle(path: &str, place: &str) -> Result<CaBundle, ConfigError> {
     })
 }
 
-/// A number of seconds from 1 to [`MAX_TIMEOUT_SECONDS`], as a JSON number
-/// or a string of digits; `None` when not set.
+/// A number of seconds from 1 to [`MAX_TIMEOUT_SECONDS`] (fractions such
+/// as `2.5` allowed), as a JSON number or a string; `None` when not set.
 fn parse_seconds(
     system: &Map<String, Value>,
     key: &str,
@@ -709,7 +709,7 @@ fn parse_seconds(
         Some(_) => None,
     };
     match seconds {
-        Some(seconds) if seconds > 0.0 && seconds <= MAX_TIMEOUT_SECONDS as f64 => {
+        Some(seconds) if (1.0..=MAX_TIMEOUT_SECONDS as f64).contains(&seconds) => {
             Ok(Some(Duration::from_secs_f64(seconds)))
         }
         _ => Err(ConfigError::new(
@@ -1292,6 +1292,11 @@ mod tests {
                 "connectTimeoutSeconds",
                 json!(301),
                 "not a number of seconds from 1 to 300",
+            ),
+            (
+                "timeoutSeconds",
+                json!("0.001"),
+                "timeoutSeconds: not a number of seconds from 1 to 300",
             ),
             (
                 "allowInsecureHttp",
