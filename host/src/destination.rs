@@ -105,10 +105,10 @@ pub fn resolve(
         let Some(fields) = chain.fields_of(name) else {
             continue;
         };
-        let found = match field_pointer(chain.context(), index, name, fields, owner, label) {
-            Ok(None) => continue,
-            Ok(Some(pointer)) => Ok(pointer),
-            Err(cause) => Err(cause),
+        let Some(found) =
+            field_pointer(chain.context(), index, name, fields, owner, label).transpose()
+        else {
+            continue;
         };
         match index <= writer {
             true => earlier = earlier.or(Some((index, name))),
