@@ -306,7 +306,7 @@ fn system_option_fields() -> Vec<FieldDescription> {
             default: Some(http::CONNECT_TIMEOUT.as_secs().to_string()),
             ..described(
                 format!(
-                    "Seconds to open the connection, TLS included (default {}, at most {})",
+                    "Seconds to open the connection, TLS included (default {}, 1 to {})",
                     http::CONNECT_TIMEOUT.as_secs(),
                     config::MAX_TIMEOUT_SECONDS
                 ),
@@ -323,7 +323,7 @@ fn system_option_fields() -> Vec<FieldDescription> {
             ..described(
                 format!(
                     "Seconds for one token request, retries after 429 or 503 included (default \
-                     {}, at most {})",
+                     {}, 1 to {})",
                     http::OVERALL_TIMEOUT.as_secs(),
                     config::MAX_TIMEOUT_SECONDS
                 ),
