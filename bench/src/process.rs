@@ -163,6 +163,7 @@ pub fn interleaved(subjects: &Subjects, rounds: usize) -> ProcessTimes {
             },
         ],
         rounds,
+        0,
         BATCH,
     );
     ProcessTimes {
