@@ -107,6 +107,16 @@ pub fn parse_response(
             error: None,
             description: None,
         }),
+        // Too large for the server: the request's only large part is a
+        // long client secret, in the header or the body.
+        _ if status == 431 => Err(invalid(
+            "the server refused the request's headers as too large; with clientAuthentication \
+             header a long Rest Password travels in the Authorization header",
+        )),
+        _ if status == 413 => Err(invalid(
+            "the server refused the request as too large; with clientAuthentication body a \
+             long Rest Password travels in the body",
+        )),
         Some(_) => Err(invalid("error response without an error member")),
         None => Err(invalid("body is not a JSON object")),
     }
@@ -520,6 +530,28 @@ mod tests {
             "token request to http://127.0.0.1:4000/token: unusable response (HTTP 500, content \
              type application/json): body is not a JSON object; empty body"
         );
+    }
+
+    #[test]
+    fn a_request_too_large_for_the_server_says_which_part() {
+        let error = parse(431, "").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "token request to http://127.0.0.1:4000/token: unusable response (HTTP 431, content \
+             type application/json): the server refused the request's headers as too large; with \
+             clientAuthentication header a long Rest Password travels in the Authorization \
+             header; empty body"
+        );
+        let error = parse(413, "<h1>Payload Too Large</h1>").unwrap_err();
+        assert!(
+            error.to_string().contains(
+                "the server refused the request as too large; with clientAuthentication body"
+            ),
+            "{error}"
+        );
+        // A JSON error answer still wins: it says more.
+        let error = parse(413, r#"{"error":"invalid_request"}"#).unwrap_err();
+        assert!(matches!(error, TokenError::Refused { .. }), "{error:?}");
     }
 
     #[test]

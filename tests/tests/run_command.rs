@@ -178,6 +178,34 @@ fn a_wrong_secret_fails_with_the_servers_error_and_no_record() {
 }
 
 #[test]
+fn a_secret_too_long_for_the_servers_header_limit_is_named_as_the_cause() {
+    // Node's HTTP server answers a head over 16 KiB with 431 and no body.
+    let server = OidcServer::start(&[]);
+    let long = format!("long-secret-canary-{}", "s".repeat(20_000));
+    let ctx = context(vec![system(
+        "test",
+        &server.token_url(),
+        (clients::HEADER.0, &long),
+        "header",
+    )]);
+    let output = run(&ctx, "test");
+    assert_eq!(output.code, Some(4), "unusable response: {}", output.stderr);
+    assert_eq!(output.stdout, "", "no record on stdout");
+    let error_line = output
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .expect("one error line");
+    assert!(error_line.contains("HTTP 431"), "{error_line}");
+    assert!(
+        error_line.contains("headers as too large; with clientAuthentication header"),
+        "{error_line}"
+    );
+    assert_no_secret(&output.stderr, &long);
+    assert_no_secret(&output.stderr, "long-secret-canary");
+}
+
+#[test]
 fn only_the_system_of_the_installations_server_type_is_contacted() {
     let test_server = OidcServer::start(&[]);
     let prod_server = ScriptedServer::start(|_| Reply::json(500, "{}"));
