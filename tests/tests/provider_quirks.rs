@@ -355,6 +355,29 @@ fn a_response_head_over_16_kib_fails_saying_so_and_one_under_is_read() {
 }
 
 #[test]
+fn a_413_without_an_error_body_names_the_secret_in_the_body_as_the_likely_cause() {
+    // oidc-provider answers an oversized body with 500; proxies in front of
+    // token endpoints answer 413. The 431 case runs against oidc-provider
+    // in `run_command.rs`.
+    let server = ScriptedServer::start(|_| Reply::Respond {
+        status: 413,
+        headers: vec![("Content-Type".into(), "text/html".into())],
+        body: b"<html><h1>413 Request Entity Too Large</h1></html>".to_vec(),
+    });
+    let mut body_system = system(&server.token_url());
+    body_system["clientAuthentication"] = json!("body");
+    let line = failure(&run(&context(body_system)), 4);
+    assert!(line.contains("HTTP 413"), "{line}");
+    assert!(
+        line.contains(
+            "the server refused the request as too large; with clientAuthentication body"
+        ),
+        "{line}"
+    );
+    assert_eq!(server.requests().len(), 1, "not retried");
+}
+
+#[test]
 fn a_401_with_www_authenticate_and_no_body_is_invalid_client() {
     let (output, requests) = run_against(|_| Reply::Respond {
         status: 401,
