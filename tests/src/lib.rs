@@ -219,6 +219,19 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// The `error: ` line of a run that failed, after checking that it exited
+/// with `code` and wrote nothing to standard output.
+pub fn failure_line(output: &Output, code: i32) -> String {
+    assert_eq!(output.code, Some(code), "stderr:\n{}", output.stderr);
+    assert_eq!(output.stdout, "", "nothing written");
+    output
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("error: "))
+        .unwrap_or_else(|| panic!("an error line:\n{}", output.stderr))
+        .to_owned()
+}
+
 impl Output {
     /// Standard output parsed as one JSON value.
     pub fn json(&self) -> Value {

@@ -7,7 +7,7 @@
 
 use posthandler_tests::scripted::{Reply, Request, ScriptedServer};
 use posthandler_tests::{
-    artifacts, assert_no_secret, plugin_dir, run_once, write_json, Host, Output,
+    artifacts, assert_no_secret, failure_line, plugin_dir, run_once, write_json, Host, Output,
 };
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,19 +69,6 @@ fn token_written(output: &Output) -> Value {
     let record = output.json();
     assert_eq!(record["auth"]["accessToken"], TOKEN, "{record}");
     record
-}
-
-/// The `error: ` line, after checking that the run failed with `code` and
-/// wrote no record.
-fn failure(output: &Output, code: i32) -> String {
-    assert_eq!(output.code, Some(code), "stderr:\n{}", output.stderr);
-    assert_eq!(output.stdout, "", "nothing written");
-    output
-        .stderr
-        .lines()
-        .find(|line| line.starts_with("error: "))
-        .unwrap_or_else(|| panic!("an error line:\n{}", output.stderr))
-        .to_owned()
 }
 
 fn body(extra: &str) -> String {
@@ -167,7 +154,7 @@ fn other_token_types_are_refused_by_name_unless_allowed() {
     for token_type in ["mac", "pop"] {
         let reply = body(&format!(r#","token_type":"{token_type}""#));
         let server = ScriptedServer::start(move |_| Reply::json(200, &reply));
-        let line = failure(&run(&context(system(&server.token_url()))), 4);
+        let line = failure_line(&run(&context(system(&server.token_url()))), 4);
         assert!(
             line.contains(&format!("token type '{token_type}'")),
             "{line}"
@@ -219,7 +206,7 @@ fn json_under_other_content_types_and_form_bodies_are_read() {
             "error=bad_verification_code&error_description=The+code+is+wrong",
         )
     });
-    let line = failure(&output, 3);
+    let line = failure_line(&output, 3);
     assert!(
         line.contains("bad_verification_code (The code is wrong)"),
         "{line}"
@@ -262,7 +249,7 @@ fn a_200_with_an_error_member_or_an_empty_token_fails_writing_nothing() {
             r#"{"error":"invalid_scope","error_description":"scope not allowed"}"#,
         )
     });
-    let line = failure(&output, 3);
+    let line = failure_line(&output, 3);
     assert!(
         line.contains("invalid_scope (scope not allowed), HTTP 200"),
         "{line}"
@@ -270,7 +257,7 @@ fn a_200_with_an_error_member_or_an_empty_token_fails_writing_nothing() {
 
     let (output, _) =
         run_against(|_| Reply::json(200, r#"{"access_token":"","token_type":"Bearer"}"#));
-    let line = failure(&output, 4);
+    let line = failure_line(&output, 4);
     assert!(line.contains("access_token is empty"), "{line}");
 }
 
@@ -279,7 +266,7 @@ fn a_non_json_body_is_described_with_the_token_masked() {
     let page =
         format!("<html><body>Please sign in <input name=\"t\" value=\"{TOKEN}\"></body></html>");
     let (output, _) = run_against(move |_| Reply::typed(200, Some("text/html"), &page));
-    let line = failure(&output, 4);
+    let line = failure_line(&output, 4);
     assert!(line.contains("HTTP 200"), "{line}");
     assert!(line.contains("content type text/html"), "{line}");
     assert!(
@@ -291,7 +278,7 @@ fn a_non_json_body_is_described_with_the_token_masked() {
 
     // A proxy's error page, without a content type.
     let (output, _) = run_against(|_| Reply::typed(502, None, "Bad Gateway: upstream closed"));
-    let line = failure(&output, 4);
+    let line = failure_line(&output, 4);
     assert!(line.contains("HTTP 502, content type none"), "{line}");
     assert!(line.contains("'Bad Gateway: upstream closed'"), "{line}");
 }
@@ -307,7 +294,7 @@ fn a_truncated_body_fails_clearly() {
             .into_bytes(),
         )
     });
-    let line = failure(&output, 4);
+    let line = failure_line(&output, 4);
     assert!(line.contains("response ended early"), "{line}");
     assert_eq!(requests, 1);
 }
@@ -322,7 +309,7 @@ fn a_body_larger_than_the_cap_is_not_read_further() {
         raw.resize(4 << 20, b'a');
         Reply::Raw(raw)
     });
-    let line = failure(&output, 4);
+    let line = failure_line(&output, 4);
     assert!(
         line.contains("larger than 1048576 bytes (not read further)"),
         "{line}"
@@ -343,7 +330,7 @@ fn a_response_head_over_16_kib_fails_saying_so_and_one_under_is_read() {
         )
     };
     let (output, requests) = run_against(move |_| Reply::Raw(head_with(17 * 1024).into_bytes()));
-    let line = failure(&output, 4);
+    let line = failure_line(&output, 4);
     assert!(
         line.contains("the response head (status line and headers) is larger than 16 KiB"),
         "{line}"
@@ -366,7 +353,7 @@ fn a_413_without_an_error_body_names_the_secret_in_the_body_as_the_likely_cause(
     });
     let mut body_system = system(&server.token_url());
     body_system["clientAuthentication"] = json!("body");
-    let line = failure(&run(&context(body_system)), 4);
+    let line = failure_line(&run(&context(body_system)), 4);
     assert!(line.contains("HTTP 413"), "{line}");
     assert!(
         line.contains(
@@ -384,7 +371,7 @@ fn a_401_with_www_authenticate_and_no_body_is_invalid_client() {
         headers: vec![("WWW-Authenticate".into(), "Basic realm=\"oauth\"".into())],
         body: vec![],
     });
-    let line = failure(&output, 3);
+    let line = failure_line(&output, 3);
     assert!(line.contains("refused: invalid_client"), "{line}");
     assert!(
         line.contains("WWW-Authenticate: Basic realm=\"oauth\""),
@@ -405,7 +392,7 @@ fn redirects_are_not_followed_and_the_error_names_the_target() {
             headers: vec![("Location".into(), target.clone())],
             body: vec![],
         });
-        let line = failure(&run(&context(system(&server.token_url()))), 4);
+        let line = failure_line(&run(&context(system(&server.token_url()))), 4);
         assert!(
             line.contains(&format!(
                 "redirected to {}/oauth2/v2/token with HTTP {status}",
@@ -424,7 +411,7 @@ fn refused_connections_unknown_hosts_and_silent_servers_fail_distinctly_and_in_t
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let line = failure(
+    let line = failure_line(
         &run(&context(system(&format!("http://127.0.0.1:{port}/token")))),
         4,
     );
@@ -436,7 +423,7 @@ fn refused_connections_unknown_hosts_and_silent_servers_fail_distinctly_and_in_t
     quick["timeoutSeconds"] = json!("1");
     quick["connectTimeoutSeconds"] = json!("1");
     let started = Instant::now();
-    let line = failure(&run(&context(quick)), 4);
+    let line = failure_line(&run(&context(quick)), 4);
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "{:?}",
@@ -454,7 +441,7 @@ fn refused_connections_unknown_hosts_and_silent_servers_fail_distinctly_and_in_t
         return;
     }
     let output = run_in_empty_netns(&context(system("https://token.example.invalid/token")));
-    let line = failure(&output, 4);
+    let line = failure_line(&output, 4);
     assert!(
         line.ends_with("failed: host not found (DNS lookup failed)"),
         "{line}"
@@ -575,7 +562,7 @@ fn a_retry_after_beyond_the_bound_fails_at_once_saying_how_long() {
         Reply::json(429, r#"{"error":"rate_limited"}"#).with_header("Retry-After", "120")
     });
     let started = Instant::now();
-    let line = failure(&run(&context(system(&server.token_url()))), 4);
+    let line = failure_line(&run(&context(system(&server.token_url()))), 4);
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -593,7 +580,7 @@ fn a_retry_after_beyond_the_bound_fails_at_once_saying_how_long() {
 fn without_retry_after_the_backoff_is_short_and_bounded() {
     let server = busy_then_ok(usize::MAX, || Reply::typed(503, None, ""));
     let started = Instant::now();
-    let line = failure(&run(&context(system(&server.token_url()))), 4);
+    let line = failure_line(&run(&context(system(&server.token_url()))), 4);
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -614,7 +601,7 @@ fn a_400_or_401_is_never_retried_nor_sent_with_the_other_method() {
         (401, r#"{"error":"invalid_client"}"#),
     ] {
         let server = ScriptedServer::start(move |_| Reply::json(status, reply));
-        failure(&run(&context(system(&server.token_url()))), 3);
+        failure_line(&run(&context(system(&server.token_url()))), 3);
         let requests = server.requests();
         assert_eq!(requests.len(), 1, "HTTP {status}: one request");
         assert!(requests[0].basic_credentials().is_some());
@@ -668,7 +655,7 @@ fn a_resource_that_is_not_an_absolute_uri_without_fragment_is_refused_at_configu
     ] {
         let mut with = system(&server.token_url());
         with["resource"] = json!(resource);
-        let line = failure(&run(&context(with)), 2);
+        let line = failure_line(&run(&context(with)), 2);
         assert!(line.contains("destinationSystems[0].resource"), "{line}");
         assert!(line.contains(problem), "{line}");
     }

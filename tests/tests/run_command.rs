@@ -4,8 +4,8 @@
 
 use posthandler_tests::scripted::{Reply, ScriptedServer};
 use posthandler_tests::{
-    artifacts, assert_no_secret, clients, plugin_dir, run_once, write_json, Host, OidcServer,
-    Output,
+    artifacts, assert_no_secret, clients, failure_line, plugin_dir, run_once, write_json, Host,
+    OidcServer, Output,
 };
 use serde_json::{json, Value};
 use std::path::Path;
@@ -159,18 +159,8 @@ fn a_wrong_secret_fails_with_the_servers_error_and_no_record() {
     let wrong = (clients::HEADER.0, "wrong-secret-canary-42");
     let ctx = context(vec![system("test", &server.token_url(), wrong, "header")]);
     let output = run(&ctx, "test");
-    assert_eq!(
-        output.code,
-        Some(3),
-        "authorization refused: {}",
-        output.stderr
-    );
-    assert_eq!(output.stdout, "", "no record on stdout");
-    let error_line = output
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .expect("one error line");
+    // 3: authorization refused.
+    let error_line = failure_line(&output, 3);
     assert!(error_line.contains("invalid_client"), "{error_line}");
     assert!(error_line.contains("401"), "{error_line}");
     assert_no_secret(&output.stderr, wrong.1);
@@ -189,13 +179,8 @@ fn a_secret_too_long_for_the_servers_header_limit_is_named_as_the_cause() {
         "header",
     )]);
     let output = run(&ctx, "test");
-    assert_eq!(output.code, Some(4), "unusable response: {}", output.stderr);
-    assert_eq!(output.stdout, "", "no record on stdout");
-    let error_line = output
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .expect("one error line");
+    // 4: an unusable response.
+    let error_line = failure_line(&output, 4);
     assert!(error_line.contains("HTTP 431"), "{error_line}");
     assert!(
         error_line.contains("headers as too large; with clientAuthentication header"),

@@ -9,7 +9,9 @@
 use posthandler_tests::proxy::ConnectProxy;
 use posthandler_tests::scripted::{Reply, ScriptedServer};
 use posthandler_tests::tls::TestCa;
-use posthandler_tests::{artifacts, assert_no_secret, plugin_dir, write_json, Host, Output};
+use posthandler_tests::{
+    artifacts, assert_no_secret, failure_line, plugin_dir, write_json, Host, Output,
+};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -81,17 +83,6 @@ fn assert_token(output: &Output) {
     assert_eq!(output.json()["auth"]["accessToken"], TOKEN);
 }
 
-fn error_line(output: &Output, code: i32) -> String {
-    assert_eq!(output.code, Some(code), "stderr:\n{}", output.stderr);
-    assert_eq!(output.stdout, "");
-    output
-        .stderr
-        .lines()
-        .find(|line| line.starts_with("error: "))
-        .unwrap_or_else(|| panic!("an error line:\n{}", output.stderr))
-        .to_owned()
-}
-
 #[test]
 fn a_server_certified_by_the_configured_ca_bundle_is_trusted() {
     let dir = tempfile::tempdir().unwrap();
@@ -113,7 +104,7 @@ fn an_unknown_ca_fails_saying_unknown_issuer() {
     let url = format!("{}/token", server.base);
 
     // The built-in public CAs do not know the company CA.
-    let line = error_line(
+    let line = failure_line(
         &run(dir.path(), "test", &context(system("test", &url)), &[]),
         4,
     );
@@ -127,7 +118,7 @@ fn an_unknown_ca_fails_saying_unknown_issuer() {
     let other = TestCa::new("Other CA");
     let mut with_other = system("test", &url);
     with_other["caCertificateFile"] = json!(other.write_pem(dir.path(), "other.pem"));
-    let line = error_line(&run(dir.path(), "test", &context(with_other), &[]), 4);
+    let line = failure_line(&run(dir.path(), "test", &context(with_other), &[]), 4);
     assert!(
         line.contains("certificate from an unknown issuer: not among the CAs of"),
         "{line}"
@@ -143,7 +134,7 @@ fn a_certificate_for_another_host_name_fails_saying_so() {
     let server = token_server(Some(&ca), &["auth.other.example.test"]);
     let mut with_ca = system("test", &format!("{}/token", server.base));
     with_ca["caCertificateFile"] = json!(ca.write_pem(dir.path(), "ca.pem"));
-    let line = error_line(&run(dir.path(), "test", &context(with_ca), &[]), 4);
+    let line = failure_line(&run(dir.path(), "test", &context(with_ca), &[]), 4);
     assert!(
         line.contains("certificate is not valid for the host name"),
         "{line}"
@@ -163,7 +154,7 @@ fn a_ca_file_that_is_missing_or_not_pem_fails_at_configure() {
     ] {
         let mut with = system("test", &server.token_url());
         with["caCertificateFile"] = json!(path);
-        let line = error_line(&run(dir.path(), "test", &context(with), &[]), 2);
+        let line = failure_line(&run(dir.path(), "test", &context(with), &[]), 2);
         assert!(
             line.contains("destinationSystems[0].caCertificateFile"),
             "{line}"
@@ -177,7 +168,7 @@ fn a_ca_file_that_is_missing_or_not_pem_fails_at_configure() {
 fn plain_http_is_refused_except_to_loopback_or_an_allowing_dev_system() {
     let dir = tempfile::tempdir().unwrap();
     let url = "http://auth.example.test/token";
-    let line = error_line(
+    let line = failure_line(
         &run(dir.path(), "test", &context(system("test", url)), &[]),
         2,
     );
@@ -185,7 +176,7 @@ fn plain_http_is_refused_except_to_loopback_or_an_allowing_dev_system() {
 
     let mut allowing = system("test", url);
     allowing["allowInsecureHttp"] = json!("true");
-    let line = error_line(&run(dir.path(), "test", &context(allowing), &[]), 2);
+    let line = failure_line(&run(dir.path(), "test", &context(allowing), &[]), 2);
     assert!(
         line.contains("allowInsecureHttp: only a dev system"),
         "{line}"
@@ -295,6 +286,6 @@ fn a_proxy_set_on_the_destination_system_is_used() {
     // A proxy that refuses the tunnel is named as the cause.
     let mut refusing = system("test", "https://auth.example.test/token");
     refusing["proxy"] = json!(proxy.url);
-    let line = error_line(&run(dir.path(), "test", &context(refusing), &[]), 4);
+    let line = failure_line(&run(dir.path(), "test", &context(refusing), &[]), 4);
     assert!(line.contains("proxy"), "{line}");
 }
