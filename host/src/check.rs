@@ -30,7 +30,7 @@
 //! would pass records through unchanged.
 
 use crate::context::{Context, CHAIN_KEY};
-use crate::destination::{self, ChainFields};
+use crate::destination::{self, ChainFields, Target};
 use crate::loader::{Discovery, Plugin};
 use crate::normalize;
 use crate::secrets;
@@ -252,15 +252,28 @@ pub fn check_text(
         }
         let entry = &value[CHAIN_KEY][index];
         let mut found = Vec::new();
+        let at = entry_place(index);
+        // The entry's own destination fields, all written on every record;
+        // those of list items (one per server type, say) are not compared.
+        let mut targets = Vec::new();
         check_object(
             entry,
             &plugin.fields,
-            &entry_place(index),
+            &at,
             true,
-            &mut |field, place, text| check_destination(field, place, text, index, &view),
+            &mut |field, place, text| match check_destination(field, text, index, &view)? {
+                Ok(target) => {
+                    if !place[at.len()..].contains('[') {
+                        targets.push((place.to_owned(), text.to_owned(), target));
+                    }
+                    None
+                }
+                Err(cause) => Some(Problem::error(place, cause)),
+            },
             &mut found,
         );
         problems.extend(found);
+        problems.extend(colliding_destinations(&targets));
     }
 
     // The context's text once, for every probe that needs no repair: made
@@ -414,19 +427,49 @@ impl ChainFields for View<'_> {
     }
 }
 
+/// Where `text` in a destination field points, or why it cannot be
+/// written to; `None` for fields of other types.
 fn check_destination(
     field: &FieldDescription,
-    place: &str,
     text: &str,
     writer: usize,
     chain: &dyn ChainFields,
-) -> Option<Problem> {
-    if field.field_type != FieldType::DestinationField {
-        return None;
+) -> Option<Result<Target, String>> {
+    (field.field_type == FieldType::DestinationField)
+        .then(|| destination::resolve(text, writer, chain))
+}
+
+/// One error for each destination field of an entry that collides with an
+/// earlier one: every run would lose a value or fail on every record.
+fn colliding_destinations(targets: &[(String, String, Target)]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (later, (place, text, target)) in targets.iter().enumerate() {
+        let Some((other_place, other_text, other_target)) = targets[..later]
+            .iter()
+            .find(|(_, _, other)| destination::overlaps(target, other))
+        else {
+            continue;
+        };
+        // Of two pointers one inside the other, the inner one is longer.
+        let length = |target: &Target| match target {
+            Target::Record(pointer) | Target::Context(pointer) => pointer.len(),
+        };
+        let how = match length(target).cmp(&length(other_target)) {
+            std::cmp::Ordering::Equal => "is the same field as",
+            std::cmp::Ordering::Greater => "lies inside",
+            std::cmp::Ordering::Less => "holds",
+        };
+        problems.push(Problem::error(
+            place,
+            format!(
+                "'{}' {how} {other_place} ('{}'): one write would replace or break the \
+                 other; give each value a field of its own",
+                text.escape_debug(),
+                other_text.escape_debug()
+            ),
+        ));
     }
-    destination::resolve(text, writer, chain)
-        .err()
-        .map(|cause| Problem::error(place, cause))
+    problems
 }
 
 /// The checks that follow from the descriptions alone, on one object.

@@ -226,6 +226,20 @@ fn field_pointer(
     )))
 }
 
+/// Whether writing to `a` and to `b` would collide: the same field, or one
+/// inside the other (`/auth` and `/auth/expires`), so that one write
+/// replaces the other or finds a string where it needs an object.
+pub fn overlaps(a: &Target, b: &Target) -> bool {
+    let (a, b) = match (a, b) {
+        (Target::Record(a), Target::Record(b)) | (Target::Context(a), Target::Context(b)) => (a, b),
+        _ => return false,
+    };
+    match (parse_pointer(a), parse_pointer(b)) {
+        (Ok(a), Ok(b)) => a.starts_with(&b) || b.starts_with(&a),
+        _ => false,
+    }
+}
+
 /// Splits an RFC 6901 pointer into its unescaped tokens.
 pub fn parse_pointer(pointer: &str) -> Result<Vec<String>, String> {
     let Some(rest) = pointer.strip_prefix('/') else {
@@ -422,6 +436,23 @@ fn no_such_item(pointer: &str, depth: usize, token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn destinations_overlap_when_equal_or_one_holds_the_other() {
+        let record = |p: &str| Target::Record(p.into());
+        assert!(overlaps(&record("/auth"), &record("/auth")));
+        assert!(overlaps(&record("/auth"), &record("/auth/expires")));
+        assert!(overlaps(&record("/auth/expires"), &record("/auth")));
+        // Tokens, not text: '/auth' does not hold '/authority'.
+        assert!(!overlaps(&record("/auth"), &record("/authority")));
+        assert!(!overlaps(&record("/a~1b"), &record("/a/b")));
+        assert!(!overlaps(&record("/auth/token"), &record("/auth/expires")));
+        // A record field and a context field never collide.
+        assert!(!overlaps(
+            &record("/auth"),
+            &Target::Context("/auth".into())
+        ));
+    }
     use serde_json::json;
 
     struct Chain {

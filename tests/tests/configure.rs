@@ -166,6 +166,19 @@ fn check_reports_every_problem_of_each_broken_context_at_once() {
             ],
         ),
         (
+            "overlapping-destinations.json",
+            vec![
+                (
+                    format!("{at}.destinationFieldForRefreshToken"),
+                    "'/auth/refreshToken' lies inside postProcessorPlugins[0].destinationFieldForToken ('/auth')",
+                ),
+                (
+                    format!("{at}.destinationFieldForExpires"),
+                    "'/auth' is the same field as postProcessorPlugins[0].destinationFieldForToken ('/auth')",
+                ),
+            ],
+        ),
+        (
             "missing-secret-reference.json",
             vec![
                 // Malformed wherever the system is used: errors even for
