@@ -83,16 +83,28 @@ impl<'a> Reference<'a> {
             },
             Reference::File(path) => {
                 let full = base.join(path);
-                // A secret is short; a device or a huge file is a mistake.
+                let unreadable = |err: std::io::Error| {
+                    format!(
+                        "file '{}' (from 'file:{}') cannot be read ({})",
+                        full.display(),
+                        path.escape_debug(),
+                        io_cause(&err)
+                    )
+                };
+                // Opening a FIFO waits for a writer, forever if none comes,
+                // and references are read for every system, used or not.
+                let kind = std::fs::metadata(&full).map_err(unreadable)?.file_type();
+                if !kind.is_file() {
+                    return Err(format!(
+                        "file '{}' (from 'file:{}') is not a regular file but {}",
+                        full.display(),
+                        path.escape_debug(),
+                        file_kind(kind)
+                    ));
+                }
+                // A secret is short; a huge file is a mistake.
                 let text = crate::context::read_capped_bytes(&full, MAX_SECRET_FILE_BYTES)
-                    .map_err(|err| {
-                        format!(
-                            "file '{}' (from 'file:{}') cannot be read ({})",
-                            full.display(),
-                            path.escape_debug(),
-                            io_cause(&err)
-                        )
-                    })?;
+                    .map_err(unreadable)?;
                 let text = String::from_utf8(text).map_err(|_| {
                     format!(
                         "file '{}' (from 'file:{}') is not UTF-8 text",
@@ -111,6 +123,22 @@ impl<'a> Reference<'a> {
                 Ok(secret.to_owned())
             }
         }
+    }
+}
+
+/// What a path that is not a regular file is, for an error message.
+fn file_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a folder"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "neither a file nor a folder"
     }
 }
 
@@ -347,6 +375,42 @@ mod tests {
         std::fs::write(dir.path().join("secret.txt"), "canary-file-secret\r\n\n").unwrap();
         let secret = Reference::File("secret.txt").resolve(dir.path()).unwrap();
         assert_eq!(secret, "canary-file-secret");
+    }
+
+    #[test]
+    fn a_secret_file_must_be_a_regular_file_and_a_fifo_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::create_dir(dir.path().join("folder")).unwrap();
+        std::fs::write(dir.path().join("real.txt"), "canary-linked-secret").unwrap();
+        std::os::unix::fs::symlink("real.txt", dir.path().join("link.txt")).unwrap();
+
+        let base = dir.path().to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let results: Vec<_> = ["fifo", "folder", "/dev/null", "link.txt"]
+                .into_iter()
+                .map(|path| Reference::File(path).resolve(&base))
+                .collect();
+            let _ = tx.send(results);
+        });
+        // Before the fix, opening the FIFO waited for a writer forever.
+        let results = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("no reference waits");
+        let causes: Vec<_> = results[..3]
+            .iter()
+            .map(|r| r.clone().unwrap_err())
+            .collect();
+        assert!(causes[0].ends_with("(from 'file:fifo') is not a regular file but a FIFO"));
+        assert!(causes[1].ends_with("(from 'file:folder') is not a regular file but a folder"));
+        assert!(causes[2].ends_with("(from 'file:/dev/null') is not a regular file but a device"));
+        assert_eq!(results[3].as_deref(), Ok("canary-linked-secret"));
     }
 
     #[test]

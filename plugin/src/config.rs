@@ -668,10 +668,18 @@ fn read_ca_bundle(path: &str, place: &str) -> Result<CaBundle, ConfigError> {
     use std::io::Read as _;
     let path = PathBuf::from(path);
     let shown = one_line(&path.display().to_string(), 200);
+    let unreadable = |error| ConfigError::new(place, format!("cannot read '{shown}': {error}"));
+    // Opening a FIFO would wait for a writer, forever if none comes.
+    if !std::fs::metadata(&path).map_err(unreadable)?.is_file() {
+        return Err(ConfigError::new(
+            place,
+            format!("'{shown}' is not a regular file"),
+        ));
+    }
     let mut pem = Vec::new();
     std::fs::File::open(&path)
         .and_then(|file| file.take(MAX_CA_FILE_BYTES + 1).read_to_end(&mut pem))
-        .map_err(|error| ConfigError::new(place, format!("cannot read '{shown}': {error}")))?;
+        .map_err(unreadable)?;
     if pem.len() as u64 > MAX_CA_FILE_BYTES {
         return Err(ConfigError::new(
             place,
@@ -1312,6 +1320,11 @@ mod tests {
                 "caCertificateFile",
                 json!("/nonexistent/ca.pem"),
                 "caCertificateFile: cannot read",
+            ),
+            (
+                "caCertificateFile",
+                json!("/dev/null"),
+                "caCertificateFile: '/dev/null' is not a regular file",
             ),
         ];
         for (key, value, expected) in cases {
