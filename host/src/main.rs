@@ -267,14 +267,7 @@ fn prepare(
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.context_out {
         // Found out before a token is asked for, not after.
-        let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
-        if folder.is_some_and(|f| !f.is_dir()) {
-            return Err(Error::context(
-                "--context-out",
-                format!("{}: the folder does not exist", path.display()),
-            )
-            .into());
-        }
+        check_context_out(path)?;
     }
     let record = read_record(&args.record)?;
     let (loader, chain) = prepare(&args.dir, &args.context, args.server_type.as_deref())?;
@@ -522,8 +515,31 @@ fn read_record(path: &Path) -> anyhow::Result<String> {
 
 /// Writes `value` to `path` through a temporary file and a rename, so a
 /// reader never sees half a file.
+/// Refuses a `--context-out` that [`write_json`] could not write: a missing
+/// folder, a folder as the file, or a folder that does not let it create
+/// its temporary file.
+fn check_context_out(path: &Path) -> Result<(), Error> {
+    let refuse =
+        |cause: String| Error::context("--context-out", format!("{}: {cause}", path.display()));
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if folder.is_some_and(|f| !f.is_dir()) {
+        return Err(refuse("the folder does not exist".into()));
+    }
+    if path.is_dir() {
+        return Err(refuse("is a folder; name the file to write".into()));
+    }
+    let tmp = context_out_tmp(path);
+    std::fs::File::create(&tmp)
+        .and_then(|_| std::fs::remove_file(&tmp))
+        .map_err(|err| refuse(format!("cannot be written ({err})")))
+}
+
+fn context_out_tmp(path: &Path) -> PathBuf {
+    path.with_extension("tmp-posthandler")
+}
+
 fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp-posthandler");
+    let tmp = context_out_tmp(path);
     std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)
         .with_context(|| format!("{}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;

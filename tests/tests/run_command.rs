@@ -425,8 +425,9 @@ fn the_bundled_example_gets_a_token_the_server_confirms() {
 }
 
 #[test]
-fn a_context_out_in_a_missing_folder_fails_before_any_token_request() {
-    // Regression: the token was fetched first and the run failed after it.
+fn a_context_out_it_cannot_write_fails_before_any_token_request() {
+    // Regression: the token was fetched first and the run failed after it,
+    // for a missing folder and, later found, for a folder as the file.
     let server = ScriptedServer::start(|_| Reply::json(500, "{}"));
     let ctx = context(vec![system(
         "test",
@@ -434,21 +435,34 @@ fn a_context_out_in_a_missing_folder_fails_before_any_token_request() {
         clients::HEADER,
         "header",
     )]);
-    let output = run_once(
-        &[&artifacts().oauth_plugin],
-        "test",
-        &ctx,
-        &record(),
-        &["--context-out", "/nonexistent-folder/context.json"],
-    );
-    assert_eq!(output.code, Some(2), "{}", output.stderr);
-    assert!(
-        output.stderr.contains("--context-out") && output.stderr.contains("does not exist"),
-        "{}",
-        output.stderr
-    );
-    assert_eq!(output.stdout, "");
+    let folder = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "/nonexistent-folder/context.json".to_owned(),
+            "the folder does not exist",
+        ),
+        (
+            folder.path().display().to_string(),
+            "is a folder; name the file to write",
+        ),
+    ];
+    for (out, cause) in cases {
+        let output = run_once(
+            &[&artifacts().oauth_plugin],
+            "test",
+            &ctx,
+            &record(),
+            &["--context-out", &out],
+        );
+        let line = failure_line(&output, 2);
+        assert_eq!(line, format!("error: --context-out: {out}: {cause}"));
+    }
     assert_eq!(server.requests().len(), 0);
+    assert_eq!(
+        std::fs::read_dir(folder.path()).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
 }
 
 #[test]
