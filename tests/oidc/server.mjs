@@ -87,7 +87,10 @@ function readBody(req, limit = 64 * 1024) {
     let size = 0;
     req.on('data', (chunk) => {
       size += chunk.length;
-      if (size > limit) reject(new Error('request body too large'));
+      if (size > limit) {
+        // As a real server answers it: 413, not Koa's 500 for an error without a status.
+        reject(Object.assign(new Error('request body too large'), { status: 413, expose: true }));
+      }
       else chunks.push(chunk);
     });
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));

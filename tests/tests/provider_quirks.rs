@@ -343,9 +343,8 @@ fn a_response_head_over_16_kib_fails_saying_so_and_one_under_is_read() {
 
 #[test]
 fn a_413_without_an_error_body_names_the_secret_in_the_body_as_the_likely_cause() {
-    // oidc-provider answers an oversized body with 500; proxies in front of
-    // token endpoints answer 413. The 431 case runs against oidc-provider
-    // in `run_command.rs`.
+    // A proxy in front of a token endpoint answers with an HTML page. The
+    // bundled OAuth server's own 431 and 413 are in `run_command.rs`.
     let server = ScriptedServer::start(|_| Reply::Respond {
         status: 413,
         headers: vec![("Content-Type".into(), "text/html".into())],

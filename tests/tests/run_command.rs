@@ -168,26 +168,43 @@ fn a_wrong_secret_fails_with_the_servers_error_and_no_record() {
 }
 
 #[test]
-fn a_secret_too_long_for_the_servers_header_limit_is_named_as_the_cause() {
-    // Node's HTTP server answers a head over 16 KiB with 431 and no body.
+fn a_secret_too_long_for_the_servers_limits_is_named_as_the_cause() {
+    // Node answers a request head over 16 KiB with 431 and no body; the
+    // bundled server takes a body of at most 64 KiB and answers 413.
     let server = OidcServer::start(&[]);
-    let long = format!("long-secret-canary-{}", "s".repeat(20_000));
-    let ctx = context(vec![system(
-        "test",
-        &server.token_url(),
-        (clients::HEADER.0, &long),
-        "header",
-    )]);
-    let output = run(&ctx, "test");
-    // 4: an unusable response.
-    let error_line = failure_line(&output, 4);
-    assert!(error_line.contains("HTTP 431"), "{error_line}");
-    assert!(
-        error_line.contains("headers as too large; with clientAuthentication header"),
-        "{error_line}"
-    );
-    assert_no_secret(&output.stderr, &long);
-    assert_no_secret(&output.stderr, "long-secret-canary");
+    let cases = [
+        (
+            "header",
+            20_000,
+            431,
+            "headers as too large; with clientAuthentication header",
+        ),
+        (
+            "body",
+            70_000,
+            413,
+            "request as too large; with clientAuthentication body",
+        ),
+    ];
+    for (auth, length, status, cause) in cases {
+        let long = format!("long-secret-canary-{}", "s".repeat(length));
+        let ctx = context(vec![system(
+            "test",
+            &server.token_url(),
+            (clients::HEADER.0, &long),
+            auth,
+        )]);
+        let output = run(&ctx, "test");
+        // 4: an unusable response.
+        let error_line = failure_line(&output, 4);
+        assert!(
+            error_line.contains(&format!("HTTP {status}")),
+            "{error_line}"
+        );
+        assert!(error_line.contains(cause), "{error_line}");
+        assert_no_secret(&output.stderr, &long);
+        assert_no_secret(&output.stderr, "long-secret-canary");
+    }
 }
 
 #[test]
