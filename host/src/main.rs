@@ -207,7 +207,12 @@ fn main() {
     });
 }
 
+/// The log format chosen on the command line, for the lines [`say`] writes.
+static LOG_FORMAT: std::sync::OnceLock<posthandler_host::logfmt::LogFormat> =
+    std::sync::OnceLock::new();
+
 fn init_logging(format: posthandler_host::logfmt::LogFormat, level: Option<log::LevelFilter>) {
+    let _ = LOG_FORMAT.set(format);
     posthandler_host::logfmt::init(format, level);
 }
 
@@ -217,14 +222,30 @@ fn report(err: &anyhow::Error) -> ExitCode {
         .chain()
         .find_map(|cause| cause.downcast_ref::<Error>())
         .map_or(ExitCode::Other, Error::exit_code);
-    say(format_args!("error: {err:#}"));
+    say(log::Level::Error, format_args!("error: {err:#}"));
     code
 }
 
-/// Writes one line on stderr. A closed stderr loses the line but never
-/// the run: `eprintln!` would panic there and exit with 101.
-fn say(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr(), "{line}");
+/// Writes one of the binary's own lines (the error that ends a run, the
+/// summary of `serve`) on stderr, whatever the log level: as it is, or
+/// with `--log-format json` as a log line of that format with `line` as
+/// its message, so that stderr stays one JSON object per line. A closed
+/// stderr loses the line but never the run: `eprintln!` would panic there
+/// and exit with 101.
+fn say(level: log::Level, line: std::fmt::Arguments<'_>) {
+    use posthandler_host::logfmt::{json_line, rfc3339_millis, LogFormat};
+    let _ = match LOG_FORMAT.get() {
+        Some(LogFormat::Json) => {
+            let ts = rfc3339_millis(std::time::SystemTime::now());
+            let message = line.to_string();
+            writeln!(
+                std::io::stderr(),
+                "{}",
+                json_line(&ts, level, "posthandler_host", &message)
+            )
+        }
+        _ => writeln!(std::io::stderr(), "{line}"),
+    };
 }
 
 fn new_loader(args: &PluginDirArgs) -> anyhow::Result<Loader> {
@@ -345,14 +366,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0)
     };
-    say(format_args!(
-        "summary: records={} failures={} timeouts={} tokenRequests={} cacheHits={}",
-        summary.records,
-        summary.failures,
-        summary.timeouts,
-        count("tokenRequests"),
-        count("cacheHits")
-    ));
+    say(
+        log::Level::Info,
+        format_args!(
+            "summary: records={} failures={} timeouts={} tokenRequests={} cacheHits={}",
+            summary.records,
+            summary.failures,
+            summary.timeouts,
+            count("tokenRequests"),
+            count("cacheHits")
+        ),
+    );
     live.loader().cleanup();
     Ok(ExitCode::Success)
 }

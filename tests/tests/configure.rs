@@ -886,3 +886,70 @@ fn an_empty_chain_is_sound_with_a_warning() {
         output.stdout
     );
 }
+
+#[test]
+fn json_logs_carry_the_error_that_ends_a_run_and_the_serve_summary_too() {
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
+    let dir = tempfile::tempdir().unwrap();
+    // A server type no system covers: `serve` passes records through, and
+    // `run` with a port nobody listens on fails after the plugin's log line.
+    let context = documented_context("http://127.0.0.1:9/token");
+    let path = write_json(dir.path(), "c.json", &context);
+    let path = path.to_str().unwrap();
+    let at = plugins.path().to_str().unwrap();
+    let json_lines = |output: &Output| -> Vec<Value> {
+        output
+            .stderr
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+
+    let output = Host::new([
+        "--log-format",
+        "json",
+        "run",
+        "--server-type",
+        "test",
+        "--plugins",
+        at,
+        "--context",
+        path,
+        "--record",
+        "-",
+    ])
+    .stdin("{}")
+    .run();
+    no_leak(&output, &[]);
+    assert_eq!(output.code, Some(4), "{}", output.stderr);
+    let last = json_lines(&output).pop().expect("a line");
+    assert_eq!(last["level"], "ERROR", "{last}");
+    assert_eq!(last["target"], "posthandler_host", "{last}");
+    let message = last["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("error: posthandler 'OAuth 2.0'"),
+        "{message}"
+    );
+
+    let output = Host::new([
+        "--log-format",
+        "json",
+        "serve",
+        "--server-type",
+        "dev",
+        "--plugins",
+        at,
+        "--context",
+        path,
+    ])
+    .stdin("{\"sku\":\"A-1\"}\n")
+    .run();
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    let last = json_lines(&output).pop().expect("a line");
+    assert_eq!(last["level"], "INFO", "{last}");
+    let message = last["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("summary: records=1 failures=0"),
+        "{message}"
+    );
+}
