@@ -13,6 +13,7 @@ for tool in cargo node npm; do
   command -v "$tool" >/dev/null || { echo "demo: '$tool' is needed; see README.md" >&2; exit 1; }
 done
 
+echo "demo: building the host and the OAuth plugin (a few minutes the first time)" >&2
 cargo build --quiet -p posthandler-host -p posthandler-oauth2
 mkdir -p plugins
 cp target/debug/libposthandler_oauth2.so plugins/

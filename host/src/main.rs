@@ -167,7 +167,7 @@ struct ServeArgs {
     #[arg(long, value_name = "TYPE")]
     server_type: Option<String>,
 
-    /// Records handled at once [default: the number of cores].
+    /// Records handled at once, 1 to 1024 [default: the number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
 
@@ -537,8 +537,6 @@ fn read_record(path: &Path) -> anyhow::Result<String> {
         })
 }
 
-/// Writes `value` to `path` through a temporary file and a rename, so a
-/// reader never sees half a file.
 /// Refuses a `--context-out` that [`write_json`] could not write: a missing
 /// folder, a folder as the file, or a folder that does not let it create
 /// its temporary file.
@@ -562,6 +560,8 @@ fn context_out_tmp(path: &Path) -> PathBuf {
     path.with_extension("tmp-posthandler")
 }
 
+/// Writes `value` to `path` through a temporary file and a rename, so a
+/// reader never sees half a file.
 fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     let tmp = context_out_tmp(path);
     std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)

@@ -646,6 +646,11 @@ fn write_in_order<C>(
     loop {
         if !state.closed && stop.load(Ordering::SeqCst) {
             // Stopping: nothing more is dispatched; what was is finished.
+            log::info!(
+                "stopping: no more records are read; finishing the {} in progress (a second \
+                 signal ends at once)",
+                state.dispatched - state.written
+            );
             state.closed = true;
             shared.room.notify_all();
             shared.work.notify_all();

@@ -608,6 +608,12 @@ fn sigterm_mid_stream_leaves_one_line_for_every_record_read() {
     let written = writer.join().unwrap();
 
     assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("stopping: no more records are read; finishing the "),
+        "the signal is acknowledged:\n{}",
+        done.stderr
+    );
     let read = done.summary()["records"] as usize;
     assert!(read >= 2_000 && read < written, "read {read} of {written}");
     done.assert_in_order(read);
