@@ -436,6 +436,7 @@ fn no_such_item(pointer: &str, depth: usize, token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn destinations_overlap_when_equal_or_one_holds_the_other() {
@@ -453,7 +454,6 @@ mod tests {
             &Target::Context("/auth".into())
         ));
     }
-    use serde_json::json;
 
     struct Chain {
         context: Value,
