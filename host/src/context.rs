@@ -19,11 +19,18 @@ pub const MAX_CONTEXT_BYTES: u64 = 16 << 20;
 /// The file cannot be read, or is longer than `limit` (`InvalidData`,
 /// saying so); an endless file (a device) is read no further than that.
 pub fn read_capped_bytes(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    read_capped_from(std::fs::File::open(path)?, limit)
+}
+
+/// [`read_capped_bytes`] from any reader, such as standard input.
+///
+/// # Errors
+///
+/// As [`read_capped_bytes`].
+pub fn read_capped_from(reader: impl std::io::Read, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut data = Vec::new();
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut data)?;
+    reader.take(limit + 1).read_to_end(&mut data)?;
     if data.len() as u64 > limit {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,

@@ -477,7 +477,8 @@ fn process_state_dir() -> Result<PathBuf, crate::Error> {
 ///
 /// The file cannot be read, or a line is not a sha256 in hex.
 pub fn read_allow_list(path: &Path) -> Result<Vec<String>, crate::Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| crate::Error::Io {
+    // 1 MiB holds some 15,000 hashes; /dev/zero is refused, not read.
+    let text = crate::context::read_capped(path, 1 << 20).map_err(|source| crate::Error::Io {
         path: path.to_path_buf(),
         action: "reading the allow-list",
         source,
@@ -670,6 +671,13 @@ mod tests {
         std::fs::write(&list, "nothex\n").unwrap();
         let err = read_allow_list(&list).unwrap_err().to_string();
         assert!(err.ends_with(":1: not a sha256 in hex"), "{err}");
+        // Regression: an endless file was read until memory ran out.
+        match read_allow_list(Path::new("/dev/zero")).unwrap_err() {
+            crate::Error::Io { source, .. } => {
+                assert_eq!(source.to_string(), "longer than 1048576 bytes");
+            }
+            other => panic!("{other}"),
+        }
     }
 
     #[test]

@@ -13,12 +13,16 @@ use posthandler_host::{
     serve::{ChainSource, ServeOptions},
     Error, ExitCode,
 };
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The longest `--record-timeout`: a year, far beyond any token request,
 /// and far inside what a deadline can hold.
 const MAX_RECORD_TIMEOUT_SECONDS: u64 = 365 * 24 * 60 * 60;
+
+/// The largest record `run` reads, and the largest `--max-record-bytes` of
+/// `serve`: 1 GiB.
+const MAX_RECORD_BYTES: u64 = 1 << 30;
 
 /// Runs export contexts' chains of posthandler plugins on export records.
 #[derive(Parser)]
@@ -180,7 +184,7 @@ struct ServeArgs {
     /// The longest input line accepted; a longer one fails alone (1 byte
     /// to 1 GiB).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20,
-          value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_RECORD_BYTES))]
     max_record_bytes: u64,
 }
 
@@ -512,24 +516,26 @@ fn schema(args: PluginsArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Reads `run`'s record, from a file or (`-`) standard input, at most
+/// [`MAX_RECORD_BYTES`]: `/dev/zero` or a runaway pipe fails, saying so,
+/// instead of filling the memory.
 fn read_record(path: &Path) -> anyhow::Result<String> {
-    if path == Path::new("-") {
-        let mut text = String::new();
-        // As for a file: not UTF-8 is a bad record (exit 2), not a failure.
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|source| Error::Io {
-                path: PathBuf::from("standard input"),
-                action: "reading the record",
-                source,
-            })?;
-        return Ok(posthandler_host::context::without_bom(text));
-    }
-    std::fs::read_to_string(path)
-        .map(posthandler_host::context::without_bom)
+    let (shown, text) = if path == Path::new("-") {
+        let read = posthandler_host::context::read_capped_from(std::io::stdin(), MAX_RECORD_BYTES);
+        (PathBuf::from("standard input"), read)
+    } else {
+        let read = posthandler_host::context::read_capped_bytes(path, MAX_RECORD_BYTES);
+        (path.to_path_buf(), read)
+    };
+    // As for a file: not UTF-8 is a bad record (exit 2), not a failure.
+    let text = text.and_then(|data| {
+        String::from_utf8(data)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+    });
+    text.map(posthandler_host::context::without_bom)
         .map_err(|source| {
             Error::Io {
-                path: path.to_path_buf(),
+                path: shown,
                 action: "reading the record",
                 source,
             }

@@ -539,6 +539,36 @@ fn a_plugin_twice_in_the_chain_gets_the_token_at_the_place_named() {
 }
 
 #[test]
+fn an_endless_record_is_refused_at_1_gib_not_read_until_memory_runs_out() {
+    // Regression: `--record /dev/zero` grew until the kernel killed it.
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
+    let ctx = context(vec![system(
+        "test",
+        "http://127.0.0.1:9/token",
+        clients::HEADER,
+        "header",
+    )]);
+    let context = write_json(dir.path(), "c.json", &ctx);
+    let output = Host::new([
+        "run",
+        "--server-type",
+        "test",
+        "--plugins",
+        plugins.path().to_str().unwrap(),
+        "--context",
+        context.to_str().unwrap(),
+        "--record",
+        "/dev/zero",
+    ])
+    .run();
+    assert_eq!(
+        failure_line(&output, 2),
+        "error: /dev/zero: reading the record failed: longer than 1073741824 bytes"
+    );
+}
+
+#[test]
 fn a_record_on_stdin_that_is_not_utf8_is_refused_like_one_in_a_file() {
     // Regression: from a file exit 2, from standard input exit 1.
     let server = ScriptedServer::start(|_| Reply::json(500, "{}"));
@@ -574,7 +604,7 @@ fn a_record_on_stdin_that_is_not_utf8_is_refused_like_one_in_a_file() {
         assert!(
             output
                 .stderr
-                .contains("reading the record failed: stream did not contain valid UTF-8"),
+                .contains("reading the record failed: not UTF-8"),
             "{}",
             output.stderr
         );
