@@ -40,6 +40,22 @@ pub fn read_capped_from(reader: impl std::io::Read, limit: u64) -> std::io::Resu
     Ok(data)
 }
 
+/// What a path that is not a regular file is, for an error message.
+pub fn file_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a folder"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "neither a file nor a folder"
+    }
+}
+
 /// [`read_capped_bytes`] for a text file, without a leading byte order
 /// mark (see [`without_bom`]).
 ///

@@ -290,15 +290,19 @@ fn prepare(
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if let Some(path) = &args.context_out {
-        // Found out before a token is asked for, not after.
-        check_context_out(path)?;
-    }
+    // Found out before a token is asked for, not after.
+    let context_out = match &args.context_out {
+        Some(path) => Some(check_context_out(
+            path,
+            &[("--context", &args.context), ("--record", &args.record)],
+        )?),
+        None => None,
+    };
     let record = read_record(&args.record)?;
     let (loader, chain) = prepare(&args.dir, &args.context, args.server_type.as_deref())?;
     let output = chain.run(&record)?;
 
-    if let Some(path) = &args.context_out {
+    if let Some(path) = &context_out {
         let out = posthandler_host::secrets::context_out(&args.context, &chain, &output.context)?;
         write_json(path, &out).context("writing --context-out")?;
     }
@@ -543,23 +547,47 @@ fn read_record(path: &Path) -> anyhow::Result<String> {
         })
 }
 
-/// Refuses a `--context-out` that [`write_json`] could not write: a missing
-/// folder, a folder as the file, or a folder that does not let it create
-/// its temporary file.
-fn check_context_out(path: &Path) -> Result<(), Error> {
+/// The file a `--context-out` writes (a link's target, so the link stays),
+/// or why it may not: a missing folder, something other than a regular
+/// file (a folder, a device, a FIFO: the rename would replace it), one of
+/// the run's own input files, or a folder that does not let it create its
+/// temporary file.
+fn check_context_out(path: &Path, inputs: &[(&str, &Path)]) -> Result<PathBuf, Error> {
     let refuse =
         |cause: String| Error::context("--context-out", format!("{}: {cause}", path.display()));
     let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
     if folder.is_some_and(|f| !f.is_dir()) {
         return Err(refuse("the folder does not exist".into()));
     }
-    if path.is_dir() {
-        return Err(refuse("is a folder; name the file to write".into()));
+    let target = match std::fs::symlink_metadata(path) {
+        Err(_) => path.to_path_buf(),
+        Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(path)
+            .map_err(|_| refuse("is a link to nothing; name the file to write".into()))?,
+        Ok(_) => path.to_path_buf(),
+    };
+    if let Ok(meta) = std::fs::metadata(&target) {
+        if !meta.is_file() {
+            let kind = posthandler_host::context::file_kind(meta.file_type());
+            return Err(refuse(format!("is {kind}; name a regular file to write")));
+        }
+        for (flag, input) in inputs {
+            if same_file(&meta, input) {
+                return Err(refuse(format!(
+                    "is the file given as {flag}; write the changed context elsewhere"
+                )));
+            }
+        }
     }
-    let tmp = context_out_tmp(path);
+    let tmp = context_out_tmp(&target);
     std::fs::File::create(&tmp)
         .and_then(|_| std::fs::remove_file(&tmp))
-        .map_err(|err| refuse(format!("cannot be written ({err})")))
+        .map_err(|err| refuse(format!("cannot be written ({err})")))?;
+    Ok(target)
+}
+
+fn same_file(meta: &std::fs::Metadata, other: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(other).is_ok_and(|o| o.dev() == meta.dev() && o.ino() == meta.ino())
 }
 
 fn context_out_tmp(path: &Path) -> PathBuf {
@@ -567,11 +595,23 @@ fn context_out_tmp(path: &Path) -> PathBuf {
 }
 
 /// Writes `value` to `path` through a temporary file and a rename, so a
-/// reader never sees half a file.
+/// reader never sees half a file. A context may hold literal secrets: a new
+/// file is readable by its owner only, a replaced one keeps its mode.
 fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let tmp = context_out_tmp(path);
-    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)
-        .with_context(|| format!("{}", tmp.display()))?;
+    let mode = std::fs::metadata(path).map_or(0o600, |meta| meta.permissions().mode());
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(&serde_json::to_vec_pretty(value)?)
+    };
+    write().with_context(|| format!("{}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
     Ok(())
 }

@@ -99,7 +99,7 @@ impl<'a> Reference<'a> {
                         "file '{}' (from 'file:{}') is not a regular file but {}",
                         full.display(),
                         path.escape_debug(),
-                        file_kind(kind)
+                        crate::context::file_kind(kind)
                     ));
                 }
                 // A secret is short; a huge file is a mistake.
@@ -123,22 +123,6 @@ impl<'a> Reference<'a> {
                 Ok(secret.to_owned())
             }
         }
-    }
-}
-
-/// What a path that is not a regular file is, for an error message.
-fn file_kind(kind: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if kind.is_dir() {
-        "a folder"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "a device"
-    } else {
-        "neither a file nor a folder"
     }
 }
 

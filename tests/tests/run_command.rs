@@ -8,6 +8,7 @@ use posthandler_tests::{
     OidcServer, Output,
 };
 use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 fn system(server_type: &str, url: &str, (id, secret): (&str, &str), auth: &str) -> Value {
@@ -340,6 +341,15 @@ fn a_token_written_to_a_later_posthandlers_field_reaches_it_in_the_same_run() {
         context_after.unwrap()["postProcessorPlugins"][1]["destinationSystems"][0]["headerValue"],
         token
     );
+    let mode = std::fs::metadata(dir.path().join("context-out.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "a context holding a token is its owner's only"
+    );
 }
 
 /// `run` of `record()` on `ctx` with `--context-out`: the output, and the
@@ -453,15 +463,24 @@ fn a_context_out_it_cannot_write_fails_before_any_token_request() {
         "header",
     )]);
     let folder = tempfile::tempdir().unwrap();
+    let fifo = folder.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let shown = |path: &Path| path.display().to_string();
     let cases = [
         (
             "/nonexistent-folder/context.json".to_owned(),
             "the folder does not exist",
         ),
         (
-            folder.path().display().to_string(),
-            "is a folder; name the file to write",
+            shown(folder.path()),
+            "is a folder; name a regular file to write",
         ),
+        // The rename would have replaced the FIFO (or a device) with a file.
+        (shown(&fifo), "is a FIFO; name a regular file to write"),
     ];
     for (out, cause) in cases {
         let output = run_once(
@@ -474,12 +493,65 @@ fn a_context_out_it_cannot_write_fails_before_any_token_request() {
         let line = failure_line(&output, 2);
         assert_eq!(line, format!("error: --context-out: {out}: {cause}"));
     }
-    assert_eq!(server.requests().len(), 0);
-    assert_eq!(
-        std::fs::read_dir(folder.path()).unwrap().count(),
-        0,
-        "nothing left behind"
+    // The run's own context file is not overwritten.
+    let context = write_json(folder.path(), "c.json", &ctx);
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
+    let output = Host::new([
+        "run",
+        "--server-type",
+        "test",
+        "--plugins",
+        plugins.path().to_str().unwrap(),
+        "--context",
+        context.to_str().unwrap(),
+        "--record",
+        "-",
+        "--context-out",
+        context.to_str().unwrap(),
+    ])
+    .stdin(record().to_string())
+    .run();
+    let line = failure_line(&output, 2);
+    assert!(
+        line.ends_with("is the file given as --context; write the changed context elsewhere"),
+        "{line}"
     );
+    assert_eq!(server.requests().len(), 0);
+    let mut left: Vec<_> = std::fs::read_dir(folder.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["c.json", "fifo"], "nothing left behind");
+}
+
+#[test]
+fn a_context_out_through_a_link_writes_its_target_and_keeps_its_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("kept.json");
+    std::fs::write(&target, "{}").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let link = dir.path().join("link.json");
+    std::os::unix::fs::symlink("kept.json", &link).unwrap();
+    // No system of server type dev: the record passes through, no request.
+    let url = "http://127.0.0.1:9/token";
+    let ctx = context(vec![system("test", url, clients::HEADER, "header")]);
+    let output = run_once(
+        &[&artifacts().oauth_plugin],
+        "dev",
+        &ctx,
+        &record(),
+        &["--context-out", link.to_str().unwrap()],
+    );
+    assert_eq!(output.code, Some(0), "{}", output.stderr);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let written: Value = serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap();
+    assert_eq!(written["name"], ctx["name"]);
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
 }
 
 #[test]
