@@ -75,6 +75,9 @@ pub struct LiveChain {
     slots: Mutex<BTreeMap<PathBuf, Slot>>,
     /// New files seen once, waiting to be seen again unchanged.
     arriving: Mutex<BTreeMap<PathBuf, Stamp>>,
+    /// Library names that are no regular file (a folder, a FIFO, a
+    /// dangling link), already warned about; warned again after they leave.
+    not_files: Mutex<std::collections::BTreeSet<PathBuf>>,
     current: RwLock<Result<Arc<Chain>, String>>,
     /// Chains that were replaced; kept for their counters.
     retired: Mutex<Vec<Arc<Chain>>>,
@@ -115,7 +118,11 @@ impl LiveChain {
                 );
             }
         }
+        let mut not_files = std::collections::BTreeSet::new();
         for refused in &discovery.refused {
+            if matches!(refused.error, crate::loader::LoadError::NotAFile) {
+                not_files.insert(refused.file.clone());
+            }
             if let Some(stamp) = Stamp::of(&refused.file) {
                 slots.insert(
                     refused.file.clone(),
@@ -134,6 +141,7 @@ impl LiveChain {
             server_type,
             slots: Mutex::new(slots),
             arriving: Mutex::new(BTreeMap::new()),
+            not_files: Mutex::new(not_files),
             current: RwLock::new(Ok(Arc::new(chain))),
             retired: Mutex::new(Vec::new()),
             swaps: Default::default(),
@@ -159,13 +167,32 @@ impl LiveChain {
             return;
         };
         let mut present: BTreeMap<PathBuf, Stamp> = BTreeMap::new();
+        let mut not_files = std::collections::BTreeSet::new();
         for entry in entries.flatten() {
             let path = entry.path();
             if crate::loader::is_library_name(&path) {
-                if let Some(stamp) = Stamp::of(&path) {
-                    present.insert(path, stamp);
+                match Stamp::of(&path) {
+                    Some(stamp) => {
+                        present.insert(path, stamp);
+                    }
+                    None => {
+                        not_files.insert(path);
+                    }
                 }
             }
+        }
+        {
+            let mut warned = self.not_files.lock().unwrap();
+            for path in not_files.difference(&warned) {
+                log::warn!(
+                    "{}",
+                    Refused {
+                        file: path.clone(),
+                        error: crate::loader::LoadError::NotAFile,
+                    }
+                );
+            }
+            *warned = not_files;
         }
 
         let mut changed = false;

@@ -300,6 +300,49 @@ fn a_broken_file_is_reported_and_the_running_version_keeps_serving() {
 }
 
 #[test]
+fn a_library_name_that_is_no_file_is_reported_once_while_serving() {
+    // Regression: a FIFO, a folder or a dangling link was skipped silently.
+    let Stage {
+        server,
+        old,
+        dir,
+        work,
+        ..
+    } = Stage::new();
+    drop_in(&old, dir.path(), "liboauth2_a.so");
+    let mut serve = start_serve(dir.path(), work.path(), &server);
+    let odd = ["liboauth2_fifo.so", "liboauth2_dir.so", "liboauth2_link.so"];
+    assert!(std::process::Command::new("mkfifo")
+        .arg(dir.path().join(odd[0]))
+        .status()
+        .unwrap()
+        .success());
+    std::fs::create_dir(dir.path().join(odd[1])).unwrap();
+    std::os::unix::fs::symlink("nowhere.so", dir.path().join(odd[2])).unwrap();
+    let start = std::time::Instant::now();
+    while !odd.iter().all(|name| serve.stderr().contains(name)) {
+        assert!(
+            start.elapsed() < WAIT,
+            "not all were reported:\n{}",
+            serve.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Several more scans of the folder.
+    std::thread::sleep(Duration::from_millis(600));
+    serve.send(&json!({"seq": 0}));
+    serve.wait_for(WAIT, "records", |l| l.len() == 1);
+    let (code, lines, stderr) = serve.finish(WAIT);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(version(&lines[0]), OLD);
+    for name in odd {
+        let reports: Vec<_> = stderr.lines().filter(|l| l.contains(name)).collect();
+        assert_eq!(reports.len(), 1, "once each: {reports:?}");
+        assert!(reports[0].contains("not a regular file"), "{}", reports[0]);
+    }
+}
+
+#[test]
 fn removing_the_newer_file_swaps_back_to_the_older_version() {
     let Stage {
         server,
