@@ -244,6 +244,8 @@ pub fn check_text(
         names: &names,
         discovery,
     };
+    // Every entry's own destinations, for the checks across entries.
+    let mut chain_targets: Vec<(usize, String, String, Target)> = Vec::new();
     for (index, plugin) in plugins.iter().enumerate() {
         let Some(plugin) = plugin else { continue };
         // A plugin that describes no field has made no promise to check.
@@ -274,7 +276,13 @@ pub fn check_text(
         );
         problems.extend(found);
         problems.extend(colliding_destinations(&targets));
+        chain_targets.extend(
+            targets
+                .into_iter()
+                .map(|(place, text, target)| (index, place, text, target)),
+        );
     }
+    problems.extend(nested_across_entries(&chain_targets));
 
     // The context's text once, for every probe that needs no repair: made
     // anew per entry, a chain of n entries cost n times the whole text.
@@ -450,10 +458,6 @@ fn colliding_destinations(targets: &[(String, String, Target)]) -> Vec<Problem> 
         else {
             continue;
         };
-        // Of two pointers one inside the other, the inner one is longer.
-        let length = |target: &Target| match target {
-            Target::Record(pointer) | Target::Context(pointer) => pointer.len(),
-        };
         let how = match length(target).cmp(&length(other_target)) {
             std::cmp::Ordering::Equal => "is the same field as",
             std::cmp::Ordering::Greater => "lies inside",
@@ -470,6 +474,42 @@ fn colliding_destinations(targets: &[(String, String, Target)]) -> Vec<Problem> 
         ));
     }
     problems
+}
+
+/// A warning for each destination that lies inside one an earlier entry
+/// writes: the earlier entry leaves a value there, so the later write finds
+/// no object to write into (a token is text). The same field in two
+/// entries is fine: the later one replaces the value for the rest of the
+/// chain.
+fn nested_across_entries(targets: &[(usize, String, String, Target)]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (entry, place, text, target) in targets {
+        let outer = targets.iter().find(|(earlier, _, _, other)| {
+            earlier < entry
+                && destination::overlaps(target, other)
+                && length(other) < length(target)
+        });
+        if let Some((_, outer_place, outer_text, _)) = outer {
+            problems.push(Problem::warning(
+                place,
+                format!(
+                    "'{}' lies inside {outer_place} ('{}'), where that entry writes a value: \
+                     this write will find no object to write into",
+                    text.escape_debug(),
+                    outer_text.escape_debug()
+                ),
+            ));
+        }
+    }
+    problems
+}
+
+/// The length of a destination's pointer: of two, one inside the other,
+/// the inner one is longer.
+fn length(target: &Target) -> usize {
+    match target {
+        Target::Record(pointer) | Target::Context(pointer) => pointer.len(),
+    }
 }
 
 /// The checks that follow from the descriptions alone, on one object.

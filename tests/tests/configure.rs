@@ -953,3 +953,47 @@ fn json_logs_carry_the_error_that_ends_a_run_and_the_serve_summary_too() {
         "{message}"
     );
 }
+
+#[test]
+fn a_destination_inside_an_earlier_entrys_is_warned_about_and_the_same_one_is_not() {
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = "https://auth.example.com/token";
+    let entry = |token: &str| {
+        let mut entry = documented_context(url)["postProcessorPlugins"][0].clone();
+        let entry_map = entry.as_object_mut().unwrap();
+        entry_map.retain(|key, _| !key.starts_with("destinationField"));
+        entry_map.insert("destinationFieldForToken".into(), json!(token));
+        entry
+    };
+    let chain = |first: &str, second: &str| json!({"name": "Two tokens", "postProcessorPlugins": [entry(first), entry(second)]});
+    // Regression: check said sound, and every record failed in run.
+    let path = write_json(
+        dir.path(),
+        "nested.json",
+        &chain("/auth", "/auth/accessToken"),
+    );
+    let output = check(plugins.path(), &path, &["--server-type", "test"]);
+    assert_eq!(output.code, Some(0), "{}", output.stdout);
+    assert!(
+        output.stdout.contains(
+            "warning: postProcessorPlugins[1].destinationFieldForToken: '/auth/accessToken' lies \
+             inside postProcessorPlugins[0].destinationFieldForToken ('/auth')"
+        ),
+        "{}",
+        output.stdout
+    );
+    // A later entry replacing an earlier one's value is a chain's right.
+    let path = write_json(
+        dir.path(),
+        "same.json",
+        &chain("/auth/token", "/auth/token"),
+    );
+    let output = check(plugins.path(), &path, &["--server-type", "test"]);
+    assert_eq!(output.code, Some(0), "{}", output.stdout);
+    assert!(
+        output.stdout.ends_with("sound (0 errors, 0 warnings)\n"),
+        "{}",
+        output.stdout
+    );
+}
