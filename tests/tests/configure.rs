@@ -966,7 +966,12 @@ fn a_destination_inside_an_earlier_entrys_is_warned_about_and_the_same_one_is_no
         entry_map.insert("destinationFieldForToken".into(), json!(token));
         entry
     };
-    let chain = |first: &str, second: &str| json!({"name": "Two tokens", "postProcessorPlugins": [entry(first), entry(second)]});
+    let chain = |first: &str, second: &str| {
+        json!({
+            "name": "Two tokens",
+            "postProcessorPlugins": [entry(first), entry(second)]
+        })
+    };
     // Regression: check said sound, and every record failed in run.
     let path = write_json(
         dir.path(),

@@ -352,26 +352,38 @@ fn a_token_written_to_a_later_posthandlers_field_reaches_it_in_the_same_run() {
     );
 }
 
-/// `run` of `record()` on `ctx` with `--context-out`: the output, and the
-/// context written out, if it was.
-fn run_with_context_out(plugins: &Path, dir: &Path, ctx: &Value) -> (Output, Option<Value>) {
-    let context_out = dir.join("context-out.json");
-    let _ = std::fs::remove_file(&context_out);
-    let output = Host::new([
+/// `run --server-type test` with the plugins in `plugins` on the context
+/// file `context` and the record `record` (a file, or `-` for `stdin`),
+/// and `extra` arguments after them.
+fn run_files(plugins: &Path, context: &Path, record: &str, extra: &[&str], stdin: &[u8]) -> Output {
+    let mut args = vec![
         "run",
         "--server-type",
         "test",
         "--plugins",
         plugins.to_str().unwrap(),
         "--context",
-        write_json(dir, "c.json", ctx).to_str().unwrap(),
+        context.to_str().unwrap(),
         "--record",
+        record,
+    ];
+    args.extend(extra);
+    Host::new(args).stdin(stdin.to_vec()).run()
+}
+
+/// `run` of `record()` on `ctx` with `--context-out`: the output, and the
+/// context written out, if it was.
+fn run_with_context_out(plugins: &Path, dir: &Path, ctx: &Value) -> (Output, Option<Value>) {
+    let context_out = dir.join("context-out.json");
+    let _ = std::fs::remove_file(&context_out);
+    let context = write_json(dir, "c.json", ctx);
+    let output = run_files(
+        plugins,
+        &context,
         "-",
-        "--context-out",
-        context_out.to_str().unwrap(),
-    ])
-    .stdin(record().to_string())
-    .run();
+        &["--context-out", context_out.to_str().unwrap()],
+        record().to_string().as_bytes(),
+    );
     let after = std::fs::read(&context_out)
         .ok()
         .map(|bytes| serde_json::from_slice(&bytes).unwrap());
@@ -496,21 +508,14 @@ fn a_context_out_it_cannot_write_fails_before_any_token_request() {
     // The run's own context file is not overwritten.
     let context = write_json(folder.path(), "c.json", &ctx);
     let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
-    let output = Host::new([
-        "run",
-        "--server-type",
-        "test",
-        "--plugins",
-        plugins.path().to_str().unwrap(),
-        "--context",
-        context.to_str().unwrap(),
-        "--record",
+    let out = ["--context-out", context.to_str().unwrap()];
+    let output = run_files(
+        plugins.path(),
+        &context,
         "-",
-        "--context-out",
-        context.to_str().unwrap(),
-    ])
-    .stdin(record().to_string())
-    .run();
+        &out,
+        record().to_string().as_bytes(),
+    );
     let line = failure_line(&output, 2);
     assert!(
         line.ends_with("is the file given as --context; write the changed context elsewhere"),
@@ -622,18 +627,7 @@ fn an_endless_record_is_refused_at_1_gib_not_read_until_memory_runs_out() {
         "header",
     )]);
     let context = write_json(dir.path(), "c.json", &ctx);
-    let output = Host::new([
-        "run",
-        "--server-type",
-        "test",
-        "--plugins",
-        plugins.path().to_str().unwrap(),
-        "--context",
-        context.to_str().unwrap(),
-        "--record",
-        "/dev/zero",
-    ])
-    .run();
+    let output = run_files(plugins.path(), &context, "/dev/zero", &[], b"");
     assert_eq!(
         failure_line(&output, 2),
         "error: /dev/zero: reading the record failed: longer than 1073741824 bytes"
@@ -659,19 +653,7 @@ fn a_record_on_stdin_that_is_not_utf8_is_refused_like_one_in_a_file() {
         ("-", &b"\xff\xfe{}"[..]),
         (file.to_str().unwrap(), &b""[..]),
     ] {
-        let output = Host::new([
-            "run",
-            "--server-type",
-            "test",
-            "--plugins",
-            plugins.path().to_str().unwrap(),
-            "--context",
-            context.to_str().unwrap(),
-            "--record",
-            record,
-        ])
-        .stdin(stdin)
-        .run();
+        let output = run_files(plugins.path(), &context, record, &[], stdin);
         assert_eq!(output.code, Some(2), "{record}: {}", output.stderr);
         assert!(
             output
