@@ -190,6 +190,12 @@ pub struct Loader {
     allowed: Option<std::collections::HashSet<String>>,
 }
 
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
 static COPY_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The file that marks a folder as a state folder of `posthandler-host`;
@@ -237,7 +243,8 @@ impl Loader {
 
     /// Removes the private copies, and the state folder too when it is the
     /// process's own. Mapped images stay valid: an unlinked file stays
-    /// readable while it is mapped.
+    /// readable while it is mapped. Dropping the loader does the same, so
+    /// a run that ends early with an error leaves nothing behind either.
     pub fn cleanup(&self) {
         if self.owned {
             let _ = std::fs::remove_dir_all(&self.state_dir);

@@ -358,7 +358,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin());
     let summary =
         posthandler_host::serve::serve(source, input, std::io::stdout(), &options, stop.clone())
-            .context("writing results to standard output")?;
+            .context("writing results to standard output")
+            // The watcher still holds the loader: remove its copies here.
+            .inspect_err(|_| live.loader().cleanup())?;
     drop(progress);
     watching_done.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = watcher.join();

@@ -665,3 +665,54 @@ fn a_record_on_stdin_that_is_not_utf8_is_refused_like_one_in_a_file() {
     }
     assert!(server.requests().is_empty(), "nothing was sent");
 }
+
+#[test]
+fn a_run_that_fails_leaves_no_private_plugin_copy_behind() {
+    // Regression: an early error skipped the clean-up, leaving a copy of
+    // the plugin (tens of MB) in the state folder until the next run.
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
+    let url = "http://127.0.0.1:9/token";
+    let context = write_json(
+        dir.path(),
+        "c.json",
+        &context(vec![system("test", url, clients::HEADER, "header")]),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let given = dir.path().join("state");
+    // A token request refused (exit 4), and a record that is no JSON (2).
+    for (record, code) in [(&b"{}"[..], 4), (&b"{"[..], 2)] {
+        for state in [None, Some(&given)] {
+            let mut args = vec![
+                "run".as_ref(),
+                "--server-type".as_ref(),
+                "test".as_ref(),
+                "--plugins".as_ref(),
+                plugins.path().as_os_str(),
+                "--context".as_ref(),
+                context.as_os_str(),
+                "--record".as_ref(),
+                "-".as_ref(),
+            ];
+            if let Some(state) = state {
+                args.extend(["--state-dir".as_ref(), state.as_os_str()]);
+            }
+            let output = Host::new(args)
+                .env("TMPDIR", tmp.path().to_str().unwrap())
+                .stdin(record)
+                .run();
+            assert_eq!(output.code, Some(code), "{}", output.stderr);
+        }
+        // The process's own folder is gone; the one given keeps its marker.
+        let own: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flat_map(|parent| std::fs::read_dir(parent.unwrap().path()).unwrap())
+            .collect();
+        assert!(own.is_empty(), "{own:?}");
+        let left: Vec<_> = std::fs::read_dir(&given)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [".posthandler-host-state"], "only the marker stays");
+    }
+}
