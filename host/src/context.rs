@@ -19,7 +19,20 @@ pub const MAX_CONTEXT_BYTES: u64 = 16 << 20;
 /// The file cannot be read, or is longer than `limit` (`InvalidData`,
 /// saying so); an endless file (a device) is read no further than that.
 pub fn read_capped_bytes(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    read_capped_from(std::fs::File::open(path)?, limit)
+    let file = std::fs::File::open(path)?;
+    // A regular file says its length: one too long is refused unread.
+    let meta = file.metadata()?;
+    if meta.is_file() && meta.len() > limit {
+        return Err(too_long(limit));
+    }
+    read_capped_from(file, limit)
+}
+
+fn too_long(limit: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("longer than {limit} bytes"),
+    )
 }
 
 /// [`read_capped_bytes`] from any reader, such as standard input.
@@ -32,10 +45,7 @@ pub fn read_capped_from(reader: impl std::io::Read, limit: u64) -> std::io::Resu
     let mut data = Vec::new();
     reader.take(limit + 1).read_to_end(&mut data)?;
     if data.len() as u64 > limit {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("longer than {limit} bytes"),
-        ));
+        return Err(too_long(limit));
     }
     Ok(data)
 }

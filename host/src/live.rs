@@ -120,7 +120,7 @@ impl LiveChain {
         }
         let mut not_files = std::collections::BTreeSet::new();
         for refused in &discovery.refused {
-            if matches!(refused.error, crate::loader::LoadError::NotAFile) {
+            if matches!(refused.error, crate::loader::LoadError::NotAFile(_)) {
                 not_files.insert(refused.file.clone());
             }
             if let Some(stamp) = Stamp::of(&refused.file) {
@@ -188,7 +188,7 @@ impl LiveChain {
                     "{}",
                     Refused {
                         file: path.clone(),
-                        error: crate::loader::LoadError::NotAFile,
+                        error: crate::loader::LoadError::NotAFile(crate::loader::not_a_file(path)),
                     }
                 );
             }

@@ -81,9 +81,10 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
-    /// The name is a library's, but it is no regular file.
-    #[error("not a regular file (a folder, device, FIFO or dangling link)")]
-    NotAFile,
+    /// The name is a library's, but it is no regular file: what it is
+    /// instead (a folder, a FIFO, a link to nothing, ...).
+    #[error("not a regular file but {0}")]
+    NotAFile(&'static str),
     /// The file is not a complete shared library for this machine.
     #[error("{0}")]
     NotALibrary(#[from] preflight::PreflightError),
@@ -196,6 +197,15 @@ impl Drop for Loader {
     }
 }
 
+/// What `path`, which is no regular file, is, for [`LoadError::NotAFile`].
+pub fn not_a_file(path: &Path) -> &'static str {
+    match std::fs::metadata(path) {
+        Ok(meta) => crate::context::file_kind(meta.file_type()),
+        Err(_) if path.is_symlink() => "a link to nothing",
+        Err(_) => "gone",
+    }
+}
+
 static COPY_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The file that marks a folder as a state folder of `posthandler-host`;
@@ -290,9 +300,10 @@ impl Loader {
             if !regular && is_library_name(&file) {
                 // A directory, FIFO, device or dangling link with a library's
                 // name: never read (a FIFO would block the host).
+                let kind = not_a_file(&file);
                 discovery.refused.push(Refused {
                     file,
-                    error: LoadError::NotAFile,
+                    error: LoadError::NotAFile(kind),
                 });
                 continue;
             }
@@ -617,16 +628,25 @@ mod tests {
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         let loader = Loader::new(dir.path().join("state")).unwrap();
         let found = loader.load_folder(dir.path()).unwrap();
-        let mut refused: Vec<String> = found
+        let mut refused: Vec<(String, &str)> = found
             .refused
             .iter()
-            .filter(|r| matches!(r.error, LoadError::NotAFile))
-            .map(|r| r.file.file_name().unwrap().to_string_lossy().into_owned())
+            .filter_map(|r| match r.error {
+                LoadError::NotAFile(kind) => Some((
+                    r.file.file_name().unwrap().to_string_lossy().into_owned(),
+                    kind,
+                )),
+                _ => None,
+            })
             .collect();
         refused.sort();
-        let mut expected = vec!["gone.so", "x.so", "z.so"];
+        let mut expected = vec![
+            ("gone.so".to_owned(), "a link to nothing"),
+            ("x.so".to_owned(), "a folder"),
+            ("z.so".to_owned(), "a device"),
+        ];
         if made.is_ok_and(|s| s.success()) {
-            expected.insert(0, "f.so");
+            expected.insert(0, ("f.so".to_owned(), "a FIFO"));
         }
         assert_eq!(refused, expected);
     }

@@ -335,10 +335,15 @@ fn a_library_name_that_is_no_file_is_reported_once_while_serving() {
     let (code, lines, stderr) = serve.finish(WAIT);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(version(&lines[0]), OLD);
-    for name in odd {
+    let kinds = ["a FIFO", "a folder", "a link to nothing"];
+    for (name, kind) in odd.into_iter().zip(kinds) {
         let reports: Vec<_> = stderr.lines().filter(|l| l.contains(name)).collect();
         assert_eq!(reports.len(), 1, "once each: {reports:?}");
-        assert!(reports[0].contains("not a regular file"), "{}", reports[0]);
+        assert!(
+            reports[0].contains(&format!("not a regular file but {kind}")),
+            "{}",
+            reports[0]
+        );
     }
 }
 
