@@ -353,22 +353,22 @@ fn a_token_written_to_a_later_posthandlers_field_reaches_it_in_the_same_run() {
 }
 
 /// `run --server-type test` with the plugins in `plugins` on the context
-/// file `context` and the record `record` (a file, or `-` for `stdin`),
-/// and `extra` arguments after them.
-fn run_files(plugins: &Path, context: &Path, record: &str, extra: &[&str], stdin: &[u8]) -> Output {
+/// file `context` and the record `record` (a file, or `-` for standard
+/// input), and `extra` arguments after them; ready for `stdin` and `env`.
+fn run_host(plugins: &Path, context: &Path, record: &Path, extra: &[&str]) -> Host {
     let mut args = vec![
-        "run",
-        "--server-type",
-        "test",
-        "--plugins",
-        plugins.to_str().unwrap(),
-        "--context",
-        context.to_str().unwrap(),
-        "--record",
-        record,
+        "run".as_ref(),
+        "--server-type".as_ref(),
+        "test".as_ref(),
+        "--plugins".as_ref(),
+        plugins.as_os_str(),
+        "--context".as_ref(),
+        context.as_os_str(),
+        "--record".as_ref(),
+        record.as_os_str(),
     ];
-    args.extend(extra);
-    Host::new(args).stdin(stdin.to_vec()).run()
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    Host::new(args)
 }
 
 /// `run` of `record()` on `ctx` with `--context-out`: the output, and the
@@ -377,13 +377,14 @@ fn run_with_context_out(plugins: &Path, dir: &Path, ctx: &Value) -> (Output, Opt
     let context_out = dir.join("context-out.json");
     let _ = std::fs::remove_file(&context_out);
     let context = write_json(dir, "c.json", ctx);
-    let output = run_files(
+    let output = run_host(
         plugins,
         &context,
-        "-",
+        Path::new("-"),
         &["--context-out", context_out.to_str().unwrap()],
-        record().to_string().as_bytes(),
-    );
+    )
+    .stdin(record().to_string())
+    .run();
     let after = std::fs::read(&context_out)
         .ok()
         .map(|bytes| serde_json::from_slice(&bytes).unwrap());
@@ -441,17 +442,12 @@ fn the_bundled_example_gets_a_token_the_server_confirms() {
     let server = OidcServer::start(&["--port", "47811"]);
     let root = posthandler_tests::root();
     let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
-    let output = Host::new([
-        "run".as_ref(),
-        "--server-type".as_ref(),
-        "test".as_ref(),
-        "--plugins".as_ref(),
-        plugins.path().as_os_str(),
-        "--context".as_ref(),
-        root.join("examples/context.json").as_os_str(),
-        "--record".as_ref(),
-        root.join("examples/record.json").as_os_str(),
-    ])
+    let output = run_host(
+        plugins.path(),
+        &root.join("examples/context.json"),
+        &root.join("examples/record.json"),
+        &[],
+    )
     .run();
     assert_eq!(output.code, Some(0), "{}", output.stderr);
     let token = output.json()["auth"]["accessToken"]
@@ -509,13 +505,9 @@ fn a_context_out_it_cannot_write_fails_before_any_token_request() {
     let context = write_json(folder.path(), "c.json", &ctx);
     let plugins = plugin_dir(&[&artifacts().oauth_plugin]);
     let out = ["--context-out", context.to_str().unwrap()];
-    let output = run_files(
-        plugins.path(),
-        &context,
-        "-",
-        &out,
-        record().to_string().as_bytes(),
-    );
+    let output = run_host(plugins.path(), &context, Path::new("-"), &out)
+        .stdin(record().to_string())
+        .run();
     let line = failure_line(&output, 2);
     assert!(
         line.ends_with("is the file given as --context; write the changed context elsewhere"),
@@ -627,7 +619,7 @@ fn an_endless_record_is_refused_at_1_gib_not_read_until_memory_runs_out() {
         "header",
     )]);
     let context = write_json(dir.path(), "c.json", &ctx);
-    let output = run_files(plugins.path(), &context, "/dev/zero", &[], b"");
+    let output = run_host(plugins.path(), &context, Path::new("/dev/zero"), &[]).run();
     assert_eq!(
         failure_line(&output, 2),
         "error: /dev/zero: reading the record failed: longer than 1073741824 bytes"
@@ -653,7 +645,9 @@ fn a_record_on_stdin_that_is_not_utf8_is_refused_like_one_in_a_file() {
         ("-", &b"\xff\xfe{}"[..]),
         (file.to_str().unwrap(), &b""[..]),
     ] {
-        let output = run_files(plugins.path(), &context, record, &[], stdin);
+        let output = run_host(plugins.path(), &context, Path::new(record), &[])
+            .stdin(stdin)
+            .run();
         assert_eq!(output.code, Some(2), "{record}: {}", output.stderr);
         assert!(
             output
@@ -683,21 +677,11 @@ fn a_run_that_fails_leaves_no_private_plugin_copy_behind() {
     // A token request refused (exit 4), and a record that is no JSON (2).
     for (record, code) in [(&b"{}"[..], 4), (&b"{"[..], 2)] {
         for state in [None, Some(&given)] {
-            let mut args = vec![
-                "run".as_ref(),
-                "--server-type".as_ref(),
-                "test".as_ref(),
-                "--plugins".as_ref(),
-                plugins.path().as_os_str(),
-                "--context".as_ref(),
-                context.as_os_str(),
-                "--record".as_ref(),
-                "-".as_ref(),
-            ];
-            if let Some(state) = state {
-                args.extend(["--state-dir".as_ref(), state.as_os_str()]);
-            }
-            let output = Host::new(args)
+            let extra: Vec<&str> = match state {
+                Some(state) => vec!["--state-dir", state.to_str().unwrap()],
+                None => vec![],
+            };
+            let output = run_host(plugins.path(), &context, Path::new("-"), &extra)
                 .env("TMPDIR", tmp.path().to_str().unwrap())
                 .stdin(record)
                 .run();
