@@ -452,13 +452,15 @@ fn check_destination(
 fn colliding_destinations(targets: &[(String, String, Target)]) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (later, (place, text, target)) in targets.iter().enumerate() {
-        let Some((other_place, other_text, other_target)) = targets[..later]
+        let found = targets[..later]
             .iter()
-            .find(|(_, _, other)| destination::overlaps(target, other))
-        else {
+            .find_map(|(other_place, other_text, other)| {
+                destination::nesting(target, other).map(|nested| (other_place, other_text, nested))
+            });
+        let Some((other_place, other_text, nested)) = found else {
             continue;
         };
-        let how = match length(target).cmp(&length(other_target)) {
+        let how = match nested {
             std::cmp::Ordering::Equal => "is the same field as",
             std::cmp::Ordering::Greater => "lies inside",
             std::cmp::Ordering::Less => "holds",
@@ -486,8 +488,7 @@ fn nested_across_entries(targets: &[(usize, String, String, Target)]) -> Vec<Pro
     for (entry, place, text, target) in targets {
         let outer = targets.iter().find(|(earlier, _, _, other)| {
             earlier < entry
-                && destination::overlaps(target, other)
-                && length(other) < length(target)
+                && destination::nesting(target, other) == Some(std::cmp::Ordering::Greater)
         });
         if let Some((_, outer_place, outer_text, _)) = outer {
             problems.push(Problem::warning(
@@ -502,14 +503,6 @@ fn nested_across_entries(targets: &[(usize, String, String, Target)]) -> Vec<Pro
         }
     }
     problems
-}
-
-/// The length of a destination's pointer: of two, one inside the other,
-/// the inner one is longer.
-fn length(target: &Target) -> usize {
-    match target {
-        Target::Record(pointer) | Target::Context(pointer) => pointer.len(),
-    }
 }
 
 /// The checks that follow from the descriptions alone, on one object.

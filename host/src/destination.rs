@@ -226,18 +226,20 @@ fn field_pointer(
     )))
 }
 
-/// Whether writing to `a` and to `b` would collide: the same field, or one
-/// inside the other (`/auth` and `/auth/expires`), so that one write
-/// replaces the other or finds a string where it needs an object.
-pub fn overlaps(a: &Target, b: &Target) -> bool {
+/// Whether writing to `a` and to `b` would collide, and how: `Equal` for
+/// the same field, `Greater` when `a` lies inside `b` (`/auth/expires` in
+/// `/auth`), `Less` when `a` holds `b`; `None` when they are apart. A
+/// write to one of two nested places replaces the other or finds a string
+/// where it needs an object.
+pub fn nesting(a: &Target, b: &Target) -> Option<std::cmp::Ordering> {
     let (a, b) = match (a, b) {
         (Target::Record(a), Target::Record(b)) | (Target::Context(a), Target::Context(b)) => (a, b),
-        _ => return false,
+        _ => return None,
     };
-    match (parse_pointer(a), parse_pointer(b)) {
-        (Ok(a), Ok(b)) => a.starts_with(&b) || b.starts_with(&a),
-        _ => false,
-    }
+    let (Ok(a), Ok(b)) = (parse_pointer(a), parse_pointer(b)) else {
+        return None;
+    };
+    (a.starts_with(&b) || b.starts_with(&a)).then(|| a.len().cmp(&b.len()))
 }
 
 /// Splits an RFC 6901 pointer into its unescaped tokens.
@@ -439,20 +441,30 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn destinations_overlap_when_equal_or_one_holds_the_other() {
+    fn destinations_nest_when_equal_or_one_holds_the_other() {
+        use std::cmp::Ordering::{Equal, Greater, Less};
         let record = |p: &str| Target::Record(p.into());
-        assert!(overlaps(&record("/auth"), &record("/auth")));
-        assert!(overlaps(&record("/auth"), &record("/auth/expires")));
-        assert!(overlaps(&record("/auth/expires"), &record("/auth")));
+        assert_eq!(nesting(&record("/auth"), &record("/auth")), Some(Equal));
+        assert_eq!(
+            nesting(&record("/auth"), &record("/auth/expires")),
+            Some(Less)
+        );
+        assert_eq!(
+            nesting(&record("/auth/expires"), &record("/auth")),
+            Some(Greater)
+        );
         // Tokens, not text: '/auth' does not hold '/authority'.
-        assert!(!overlaps(&record("/auth"), &record("/authority")));
-        assert!(!overlaps(&record("/a~1b"), &record("/a/b")));
-        assert!(!overlaps(&record("/auth/token"), &record("/auth/expires")));
+        assert_eq!(nesting(&record("/auth"), &record("/authority")), None);
+        assert_eq!(nesting(&record("/a~1b"), &record("/a/b")), None);
+        assert_eq!(
+            nesting(&record("/auth/token"), &record("/auth/expires")),
+            None
+        );
         // A record field and a context field never collide.
-        assert!(!overlaps(
-            &record("/auth"),
-            &Target::Context("/auth".into())
-        ));
+        assert_eq!(
+            nesting(&record("/auth"), &Target::Context("/auth".into())),
+            None
+        );
     }
 
     struct Chain {
